@@ -36,7 +36,8 @@ void ThreadPool::ParallelForDynamic(int64_t n, int64_t grain,
   const int64_t chunks = (n + grain - 1) / grain;
   const int threads = static_cast<int>(std::min<int64_t>(num_threads_, chunks));
   if (threads == 1) {
-    fn(0, n);
+    // Still chunk by grain: callers may size per-chunk scratch by it.
+    for (int64_t c = 0; c < chunks; ++c) fn(c * grain, std::min(n, (c + 1) * grain));
     return;
   }
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)

@@ -5,14 +5,14 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
-  libdnnl-dev                                   # oneDNN: GEMM
+  libdnnl-dev ocl-icd-opencl-dev opencl-c-headers  # oneDNN: GEMM (its CMake config looks for OpenCL)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # API and config
   librocksdb-dev                                # passage memory store
   libspdlog-dev libfmt-dev                      # logging
   libgtest-dev libgmock-dev libbenchmark-dev    # tests and micro-benchmarks
   libsentencepiece-dev sentencepiece            # tokenizer
   nlohmann-json3-dev                            # config.json and safetensors headers
-  python3 python3-torch python3-numpy           # independent reference models in tests, peers in bench
+  python3 python3-torch python3-numpy python3-faiss  # independent references in tests, peers in bench
 )
 
 missing=()
