@@ -1,7 +1,11 @@
 // Typed, validated access to a JSON object (a model's config.json).
 //
 // Getters with a default return it when the key is absent; a present key of the wrong type is an
-// INVALID_ARGUMENT naming the key, the file and the expected type.
+// INVALID_ARGUMENT naming the key, the file and the expected type. A key whose value is JSON null
+// counts as absent (Hugging Face writes null for "use the default", e.g. "rope_scaling": null).
+// Integers are exact: 2.0 is not an integer; GetDouble accepts any number.
+//
+// Immutable after parsing; safe to read from several threads.
 #pragma once
 
 #include <memory>
@@ -21,7 +25,10 @@ class JsonConfig {
                                                            const std::string& source_name);
   ~JsonConfig();
 
+  // True when the key is present with a non-null value.
   bool Has(const std::string& key) const;
+  // True when the key is present with the value null (HF writes "rope_scaling": null).
+  bool IsNull(const std::string& key) const;
   StatusOr<int64_t> GetInt(const std::string& key) const;  // NOT_FOUND if absent
   StatusOr<int64_t> GetInt(const std::string& key, int64_t default_value) const;
   StatusOr<double> GetDouble(const std::string& key) const;

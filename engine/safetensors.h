@@ -8,10 +8,18 @@
 // Reading memory-maps the file (read-only, shared); TensorView::data points into the mapping and
 // stays valid while the SafetensorsFile lives. Every header field is validated at Open with a
 // message that names the file, tensor and numbers; a corrupt file is an error, never a crash:
-//   DATA_LOSS        truncated file, header length past the end, bad JSON, offsets out of range,
-//                    overlapping or size-mismatched tensors
-//   INVALID_ARGUMENT unsupported dtype
+//   DATA_LOSS        truncated file, header length past the end or above 100 MB (the reference
+//                    implementation's limit), bad JSON or JSON nested deeper than a header can
+//                    be, a header that is not an object, an entry without dtype/shape/
+//                    data_offsets, negative/non-integer shape entries, a shape whose byte size
+//                    overflows 64 bits, offsets out of range or end < begin, a byte range that
+//                    is not prod(shape) * dtype size, overlapping tensors, non-string metadata
+//   INVALID_ARGUMENT unsupported dtype (only F32, F16, BF16 are read)
 //   NOT_FOUND        file missing
+// Unused bytes between tensors are allowed (the format does not need them, but they are
+// harmless); only overlaps are corruption.
+//
+// Thread-safety: a SafetensorsFile is immutable after Open.
 #pragma once
 
 #include <cstdint>
@@ -68,7 +76,9 @@ struct TensorToWrite {
 };
 
 // Writes a safetensors file (tensors in the given order, data 8-byte aligned via header padding).
-// Writes to path + ".tmp" and renames, so a crash never leaves a half-written file at `path`.
+// Writes to path + ".tmp", fsyncs and renames, so a crash never leaves a half-written file at
+// `path`. INVALID_ARGUMENT for an empty, reserved ("__metadata__") or repeated name, a negative
+// shape or missing data; NOT_FOUND when the directory does not exist; INTERNAL on I/O errors.
 Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                         const std::map<std::string, std::string>& metadata = {});
 

@@ -13,9 +13,11 @@
 namespace memoria {
 
 // Parsed "--name value" / "--name=value" / "--flag" arguments after the subcommand.
+// "--name X" takes X as the value unless X starts with "--" (so "--offset -1" works); a flag
+// followed by another flag or by nothing is boolean with the value "true".
 class CommandArgs {
  public:
-  // INVALID_ARGUMENT for a positional argument or an empty flag name.
+  // INVALID_ARGUMENT for a positional argument, an empty flag name or a flag given twice.
   static StatusOr<CommandArgs> Parse(const std::vector<std::string>& args);
   bool Has(const std::string& name) const { return values_.count(name) > 0; }
   std::string Get(const std::string& name, const std::string& default_value = "") const;
@@ -42,6 +44,11 @@ struct Command {
 bool RegisterCommand(Command command);
 
 // Dispatches argv; prints errors to stderr; returns the process exit code (0 ok, 1 error, 2 usage).
+//   memoria | memoria <unknown>   the command list on stderr, exit 2
+//   memoria help [command]        the command list (or one command's flags) on stdout, exit 0
+//   memoria <command> --help      the command's flags on stdout, exit 0
+//   malformed arguments           "error: <status>" and the command's flags on stderr, exit 2
+//   the command fails             "error: <status>" on stderr, exit 1
 int RunCommandLine(int argc, char** argv);
 
 }  // namespace memoria
