@@ -1,0 +1,59 @@
+// Greedy and beam-search decoding over any model that advances one token per beam per step.
+//
+// Beam search follows Hugging Face transformers' BeamSearchScorer (the classic v4 algorithm, one
+// input, early_stopping = false), so that results can be compared with HF generate():
+//   - beams start from [start_token]; only beam 0 is live at the first step (the others start at
+//     score -1e9, so the first expansion comes from one beam);
+//   - per step: scores = log_softmax(logits) + beam score, top 2 * num_beams over beams x vocab;
+//     walking candidates best first, an EOS candidate among the first num_beams ranks closes a
+//     hypothesis (the beam's tokens without the EOS) with score sum_logprobs / len^length_penalty,
+//     where len counts the start token and excludes the EOS; other candidates fill the next beams;
+//   - the search is done once num_beams hypotheses exist and the best candidate score / cur_len^lp
+//     cannot beat the worst kept one (cur_len = tokens per beam before the step, start included);
+//   - at max_new_tokens, every running beam is added as a hypothesis with its score.
+// length_penalty > 0 favours longer sequences, < 0 shorter ones (HF semantics).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "base/status.h"
+
+namespace memoria {
+
+// What the searches need from a model: feed one token per beam, get each beam's next-token logits.
+class StepModel {
+ public:
+  virtual ~StepModel() = default;
+  virtual int64_t vocab_size() const = 0;
+  // tokens: [num_beams] (one new token per beam); logits: [num_beams, vocab_size] out.
+  virtual Status Step(const std::vector<int>& tokens, float* logits) = 0;
+  // Beam i continues from the state of beam parents[i].
+  virtual void Reorder(const std::vector<int>& parents) = 0;
+};
+
+struct GenerationResult {
+  // Generated ids without the start token; ends with the EOS id when generation stopped there.
+  std::vector<int> tokens;
+  // Greedy: sum of log-probabilities of `tokens`. Beam: the hypothesis score (length-penalised).
+  double score = 0.0;
+};
+
+struct BeamSearchOptions {
+  int num_beams = 4;            // >= 1; 1 is greedy with HF's beam bookkeeping
+  float length_penalty = 1.0f;  // exponent on the hypothesis length (HF default 1.0)
+  int max_new_tokens = 20;      // >= 1
+  int start_token_id = 0;       // decoder_start_token_id
+  int eos_token_id = 1;         // < 0: never stop early
+};
+
+// Runs beam search; the model must hold options.num_beams beams. INVALID_ARGUMENT for bad
+// options; errors from model->Step are returned as they are.
+StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& options, StepModel* model);
+
+// Greedy decoding of one sequence (argmax, lowest id on ties), stopping after the EOS id when
+// eos_token_id >= 0 or after max_new_tokens.
+StatusOr<GenerationResult> GreedySearch(int start_token_id, int eos_token_id, int max_new_tokens,
+                                        StepModel* model);
+
+}  // namespace memoria
