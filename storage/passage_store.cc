@@ -1,0 +1,596 @@
+#include "storage/passage_store.h"
+
+#include <nmmintrin.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+
+namespace memoria {
+namespace {
+
+using Json = nlohmann::json;
+
+// Column family order in handles_.
+enum Cf { kDefault = 0, kMeta = 1, kCodec = 2, kPassages = 3, kMemory = 4 };
+const char* const kCfNames[] = {"default", "meta", "codec", "passages", "memory"};
+
+// Value kinds (the first byte of every value).
+constexpr uint8_t kKindIdentity = 'I';
+constexpr uint8_t kKindStateChunk = 'S';
+constexpr uint8_t kKindStateCount = 'N';
+constexpr uint8_t kKindPassage = 'P';
+constexpr uint8_t kKindMemory = 'M';
+
+constexpr size_t kFrameBytes = 2 + 4;  // kind, version, CRC32C
+constexpr size_t kStateChunkBytes = 4u << 20;
+constexpr size_t kMemoryHeaderBytes = 1 + 4 + 4 + 4;
+
+const char* KindName(uint8_t kind) {
+  switch (kind) {
+    case kKindIdentity: return "identity";
+    case kKindStateChunk: return "codec state chunk";
+    case kKindStateCount: return "codec state count";
+    case kKindPassage: return "passage text";
+    case kKindMemory: return "passage memory";
+  }
+  return "unknown";
+}
+
+void PutU32(std::string* s, uint32_t v) { s->append(reinterpret_cast<const char*>(&v), 4); }
+void PutU64(std::string* s, uint64_t v) { s->append(reinterpret_cast<const char*>(&v), 8); }
+
+// Bounds-checked little-endian reader over a payload.
+class Reader {
+ public:
+  Reader(const char* p, size_t n) : p_(p), n_(n) {}
+  bool U8(uint8_t* v) { return Raw(v, 1); }
+  bool U32(uint32_t* v) { return Raw(v, 4); }
+  bool U64(uint64_t* v) { return Raw(v, 8); }
+  bool Bytes(size_t len, std::string* out) {
+    if (len > n_ - pos_) return false;
+    out->assign(p_ + pos_, len);
+    pos_ += len;
+    return true;
+  }
+  size_t remaining() const { return n_ - pos_; }
+  const char* here() const { return p_ + pos_; }
+
+ private:
+  bool Raw(void* v, size_t len) {
+    if (len > n_ - pos_) return false;
+    std::memcpy(v, p_ + pos_, len);
+    pos_ += len;
+    return true;
+  }
+  const char* p_;
+  size_t n_;
+  size_t pos_ = 0;
+};
+
+std::string Frame(uint8_t kind, const std::string& payload, uint8_t version = kStoreFormatVersion) {
+  std::string v;
+  v.reserve(payload.size() + kFrameBytes);
+  v.push_back(static_cast<char>(kind));
+  v.push_back(static_cast<char>(version));
+  v.append(payload);
+  PutU32(&v, Crc32c(v.data(), v.size()));
+  return v;
+}
+
+// Checks a framed value; on success *payload/*len point into value.
+Status Unframe(const char* value, size_t size, uint8_t kind, const std::string& what,
+               const char** payload, size_t* len) {
+  if (size < kFrameBytes) {
+    return DataLossError(what + ": value is " + std::to_string(size) + " bytes, shorter than the " +
+                         std::to_string(kFrameBytes) + "-byte frame (truncated)");
+  }
+  uint32_t stored;
+  std::memcpy(&stored, value + size - 4, 4);
+  const uint32_t computed = Crc32c(value, size - 4);
+  if (stored != computed) {
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), ": checksum mismatch (stored 0x%08x, computed 0x%08x, %zu bytes)",
+                  stored, computed, size);
+    return DataLossError(what + buf);
+  }
+  const uint8_t got_kind = static_cast<uint8_t>(value[0]), version = static_cast<uint8_t>(value[1]);
+  if (got_kind != kind) {
+    return DataLossError(what + ": value is a " + KindName(got_kind) + " record, expected " + KindName(kind));
+  }
+  if (version == 0 || version > kStoreFormatVersion) {
+    return FailedPreconditionError(what + ": value has format version " + std::to_string(version) +
+                                   ", this build reads versions 1.." + std::to_string(kStoreFormatVersion));
+  }
+  *payload = value + 2;
+  *len = size - kFrameBytes;
+  return Status::Ok();
+}
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  const std::string msg = what + ": " + s.ToString();
+  if (s.IsNotFound()) return NotFoundError(msg);
+  if (s.IsCorruption()) return DataLossError(msg);
+  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) return UnavailableError(msg);
+  if (s.IsInvalidArgument()) return InvalidArgumentError(msg);
+  return InternalError(msg);
+}
+
+std::string PassageName(const std::string& id) { return "passage '" + id + "'"; }
+
+std::string Hex64(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "0x%016" PRIx64, v);
+  return buf;
+}
+
+std::string StateChunkKey(uint32_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "state/%08u", i);
+  return buf;
+}
+
+// Parses and validates a memory value against the store's codec.
+Status ParseMemoryValue(const std::string& id, const char* value, size_t size, const Codec& codec,
+                        PassageCodes* out) {
+  const std::string what = PassageName(id) + " memory";
+  const char* payload;
+  size_t len;
+  RETURN_IF_ERROR(Unframe(value, size, kKindMemory, what, &payload, &len));
+  Reader r(payload, len);
+  uint8_t codec_id;
+  uint32_t num_tokens, dim, code_bytes;
+  if (!r.U8(&codec_id) || !r.U32(&num_tokens) || !r.U32(&dim) || !r.U32(&code_bytes)) {
+    return DataLossError(what + ": payload of " + std::to_string(len) + " bytes is shorter than its " +
+                         std::to_string(kMemoryHeaderBytes) + "-byte header");
+  }
+  if (codec_id != static_cast<uint8_t>(codec.spec().id)) {
+    return DataLossError(what + ": value has codec id " + std::to_string(codec_id) + " (" +
+                         CodecIdName(static_cast<CodecId>(codec_id)) + "), the store's codec is " +
+                         codec.spec().ToString());
+  }
+  if (dim != codec.dim()) {
+    return DataLossError(what + ": value has dim " + std::to_string(dim) + ", the store's codec is " +
+                         codec.spec().ToString());
+  }
+  const int64_t want = codec.code_size(num_tokens);
+  if (code_bytes != want || r.remaining() != code_bytes) {
+    return DataLossError(what + ": " + std::to_string(num_tokens) + " tokens need " + std::to_string(want) +
+                         " code bytes (" + codec.spec().ToString() + "), value declares " +
+                         std::to_string(code_bytes) + " and holds " + std::to_string(r.remaining()));
+  }
+  out->num_tokens = num_tokens;
+  out->codes.assign(r.here(), code_bytes);
+  return Status::Ok();
+}
+
+Status ParsePassageValue(const std::string& id, const char* value, size_t size, PassageText* out) {
+  const std::string what = PassageName(id) + " text";
+  const char* payload;
+  size_t len;
+  RETURN_IF_ERROR(Unframe(value, size, kKindPassage, what, &payload, &len));
+  Reader r(payload, len);
+  uint32_t title_len, text_len, n;
+  if (!r.U32(&title_len) || !r.Bytes(title_len, &out->title) || !r.U32(&text_len) ||
+      !r.Bytes(text_len, &out->text) || !r.U32(&n) || r.remaining() != uint64_t{n} * 4) {
+    return DataLossError(what + ": malformed payload of " + std::to_string(len) + " bytes");
+  }
+  out->token_ids.resize(n);
+  std::memcpy(out->token_ids.data(), r.here(), uint64_t{n} * 4);
+  return Status::Ok();
+}
+
+std::string IdentityJson(const StoreIdentity& id) {
+  Json j;
+  j["format_version"] = kStoreFormatVersion;
+  j["model_fingerprint"] = id.model_fingerprint;
+  j["layer_split"] = id.layer_split;
+  j["codec"] = Json::parse(id.codec.ToJson());
+  return j.dump();
+}
+
+}  // namespace
+
+__attribute__((target("sse4.2"))) uint32_t Crc32c(const void* data, size_t n) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  uint64_t crc = 0xffffffffu;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    crc = _mm_crc32_u64(crc, v);
+  }
+  uint32_t c = static_cast<uint32_t>(crc);
+  for (; n > 0; --n, ++p) c = _mm_crc32_u8(c, *p);
+  return c ^ 0xffffffffu;
+}
+
+std::string EncodeMemoryValue(CodecId codec, int64_t num_tokens, int64_t dim, const std::string& codes,
+                              uint8_t version) {
+  std::string payload;
+  payload.reserve(kMemoryHeaderBytes + codes.size());
+  payload.push_back(static_cast<char>(codec));
+  PutU32(&payload, static_cast<uint32_t>(num_tokens));
+  PutU32(&payload, static_cast<uint32_t>(dim));
+  PutU32(&payload, static_cast<uint32_t>(codes.size()));
+  payload.append(codes);
+  return Frame(kKindMemory, payload, version);
+}
+
+std::string StoreIdentity::ToString() const {
+  return "fingerprint " + Hex64(model_fingerprint) + ", layer split " + std::to_string(layer_split) +
+         ", codec " + codec.ToString();
+}
+
+PassageStore::~PassageStore() {
+  if (db_ != nullptr) {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    db_->Close().PermitUncheckedError();
+    delete db_;
+  }
+}
+
+Status PassageStore::OpenDb(const PassageStoreOptions& options, const std::string& dir, bool create,
+                            std::unique_ptr<PassageStore>* out) {
+  std::unique_ptr<PassageStore> store(new PassageStore());
+  store->options_ = options;
+  store->dir_ = dir;
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = create;
+  db_options.create_missing_column_families = create;
+  db_options.paranoid_checks = true;
+  db_options.max_background_jobs = 2;
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  auto table_factory = std::shared_ptr<rocksdb::TableFactory>(rocksdb::NewBlockBasedTableFactory(table));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (int i = 0; i < 5; ++i) {
+    rocksdb::ColumnFamilyOptions cf;
+    cf.table_factory = table_factory;
+    if (i == kMemory) {
+      // Codes are high-entropy (PQ ids, sign bits): block compression gains ~1.1x at a CPU cost
+      // on every read, so it is off. Large values go to blob files (see the header).
+      cf.compression = rocksdb::kNoCompression;
+      cf.enable_blob_files = options.enable_blob_files;
+      cf.min_blob_size = options.min_blob_size;
+      cf.blob_compression_type = rocksdb::kNoCompression;
+      cf.enable_blob_garbage_collection = true;  // reclaim space of overwritten/deleted passages
+    }
+    cfs.emplace_back(kCfNames[i], cf);
+  }
+
+  if (!create) {
+    if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT")) {
+      return NotFoundError("no passage store at " + dir);
+    }
+    std::vector<std::string> names;
+    RETURN_IF_ERROR(FromRocks(rocksdb::DB::ListColumnFamilies(db_options, dir, &names), "listing " + dir));
+    for (const char* want : kCfNames) {
+      if (std::find(names.begin(), names.end(), want) == names.end()) {
+        return FailedPreconditionError(dir + " is a RocksDB database but not a passage store (no column family '" +
+                                       std::string(want) + "')");
+      }
+    }
+  }
+  rocksdb::Status s;
+  if (options.read_only) {
+    s = rocksdb::DB::OpenForReadOnly(db_options, dir, cfs, &store->handles_, &store->db_);
+  } else {
+    s = rocksdb::DB::Open(db_options, dir, cfs, &store->handles_, &store->db_);
+  }
+  RETURN_IF_ERROR(FromRocks(s, "opening passage store " + dir));
+  *out = std::move(store);
+  return Status::Ok();
+}
+
+Status PassageStore::WriteDurably(rocksdb::WriteBatch* batch) {
+  if (options_.read_only) return FailedPreconditionError("passage store " + dir_ + " is open read-only");
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  wo.disableWAL = false;
+  return FromRocks(db_->Write(wo, batch), "writing to passage store " + dir_);
+}
+
+Status PassageStore::Create(const PassageStoreOptions& options, const std::string& dir,
+                            const StoreIdentity& identity, const Codec& codec,
+                            std::unique_ptr<PassageStore>* out) {
+  if (codec.spec() != identity.codec) {
+    return InvalidArgumentError("codec " + codec.spec().ToString() + " differs from the identity's codec " +
+                                identity.codec.ToString());
+  }
+  if (!codec.ready()) {
+    return FailedPreconditionError("codec " + codec.spec().ToString() + " is not trained; train or import it first");
+  }
+  if (options.read_only) return InvalidArgumentError("cannot create a store read-only");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  std::unique_ptr<PassageStore> store;
+  RETURN_IF_ERROR(OpenDb(options, dir, /*create=*/true, &store));
+  std::string existing;
+  const rocksdb::Status s = store->db_->Get(rocksdb::ReadOptions(), store->handles_[kMeta], "identity", &existing);
+  if (s.ok()) return Status(StatusCode::kAlreadyExists, "a passage store already exists at " + dir);
+  if (!s.IsNotFound()) return FromRocks(s, "reading " + dir);
+
+  // Identity and codec state in one batch: a crash leaves either a complete store or none.
+  rocksdb::WriteBatch batch;
+  const std::string state = codec.SerializeState();
+  const uint32_t chunks = static_cast<uint32_t>((state.size() + kStateChunkBytes - 1) / kStateChunkBytes);
+  for (uint32_t i = 0; i < chunks; ++i) {
+    const size_t begin = size_t{i} * kStateChunkBytes;
+    const std::string chunk = state.substr(begin, std::min(kStateChunkBytes, state.size() - begin));
+    RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kCodec], StateChunkKey(i), Frame(kKindStateChunk, chunk)), "batch"));
+  }
+  std::string count;
+  PutU32(&count, chunks);
+  PutU64(&count, state.size());
+  PutU32(&count, Crc32c(state.data(), state.size()));
+  RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kCodec], "state/count", Frame(kKindStateCount, count)), "batch"));
+  RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kMeta], "identity", Frame(kKindIdentity, IdentityJson(identity))), "batch"));
+  const bool sync = store->options_.sync;
+  store->options_.sync = true;  // creation is always durable
+  RETURN_IF_ERROR(store->WriteDurably(&batch));
+  store->options_.sync = sync;
+  RETURN_IF_ERROR(store->LoadIdentityAndCodec(&identity));
+  *out = std::move(store);
+  return Status::Ok();
+}
+
+Status PassageStore::Open(const PassageStoreOptions& options, const std::string& dir,
+                          const StoreIdentity* expected, std::unique_ptr<PassageStore>* out) {
+  std::unique_ptr<PassageStore> store;
+  RETURN_IF_ERROR(OpenDb(options, dir, /*create=*/false, &store));
+  RETURN_IF_ERROR(store->LoadIdentityAndCodec(expected));
+  *out = std::move(store);
+  return Status::Ok();
+}
+
+Status PassageStore::LoadIdentityAndCodec(const StoreIdentity* expected) {
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  std::string value;
+  rocksdb::Status s = db_->Get(ro, handles_[kMeta], "identity", &value);
+  if (s.IsNotFound()) return DataLossError(dir_ + ": passage store has no identity record");
+  RETURN_IF_ERROR(FromRocks(s, dir_ + ": reading the identity"));
+  const char* payload;
+  size_t len;
+  RETURN_IF_ERROR(Unframe(value.data(), value.size(), kKindIdentity, dir_ + ": identity", &payload, &len));
+  const Json j = Json::parse(payload, payload + len, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return DataLossError(dir_ + ": identity is not a JSON object");
+  StoreIdentity id;
+  try {
+    id.model_fingerprint = j.at("model_fingerprint").get<uint64_t>();
+    id.layer_split = j.at("layer_split").get<int32_t>();
+    ASSIGN_OR_RETURN(id.codec, CodecSpec::FromJson(j.at("codec").dump()));
+  } catch (const std::exception& e) {
+    return DataLossError(dir_ + ": identity " + std::string(payload, len) + ": " + e.what());
+  }
+  if (expected != nullptr &&
+      (expected->model_fingerprint != id.model_fingerprint || expected->layer_split != id.layer_split ||
+       expected->codec != id.codec)) {
+    return FailedPreconditionError("passage store " + dir_ + " holds memory from " + id.ToString() +
+                                   "; it was opened for " + expected->ToString() +
+                                   " (memory from another model, split or codec cannot be reused)");
+  }
+  identity_ = id;
+
+  // Codec state.
+  ASSIGN_OR_RETURN(codec_, CreateCodec(id.codec));
+  s = db_->Get(ro, handles_[kCodec], "state/count", &value);
+  if (s.IsNotFound()) return DataLossError(dir_ + ": codec state record is missing");
+  RETURN_IF_ERROR(FromRocks(s, dir_ + ": reading the codec state"));
+  RETURN_IF_ERROR(Unframe(value.data(), value.size(), kKindStateCount, dir_ + ": codec state count", &payload, &len));
+  Reader r(payload, len);
+  uint32_t chunks, crc;
+  uint64_t total;
+  if (!r.U32(&chunks) || !r.U64(&total) || !r.U32(&crc) || r.remaining() != 0) {
+    return DataLossError(dir_ + ": codec state count record is malformed");
+  }
+  std::string state;
+  state.reserve(total);
+  for (uint32_t i = 0; i < chunks; ++i) {
+    s = db_->Get(ro, handles_[kCodec], StateChunkKey(i), &value);
+    RETURN_IF_ERROR(FromRocks(s, dir_ + ": codec state chunk " + std::to_string(i)));
+    RETURN_IF_ERROR(Unframe(value.data(), value.size(), kKindStateChunk,
+                            dir_ + ": codec state chunk " + std::to_string(i), &payload, &len));
+    state.append(payload, len);
+  }
+  if (state.size() != total || Crc32c(state.data(), state.size()) != crc) {
+    return DataLossError(dir_ + ": codec state is " + std::to_string(state.size()) + " bytes, expected " +
+                         std::to_string(total) + " (or its checksum differs)");
+  }
+  return codec_->LoadState(state).WithContext(dir_ + ": codec state");
+}
+
+Status PassageStore::Ingest(const ThreadPool& pool, const std::vector<PassageInput>& batch) {
+  std::unordered_set<std::string> seen;
+  for (const auto& p : batch) {
+    if (p.id.empty()) return InvalidArgumentError("passage with an empty id");
+    if (!seen.insert(p.id).second) return InvalidArgumentError(PassageName(p.id) + " appears twice in one batch");
+    if (p.num_tokens < 0 || p.num_tokens > (int64_t{1} << 24)) {
+      return InvalidArgumentError(PassageName(p.id) + ": num_tokens " + std::to_string(p.num_tokens) +
+                                  " outside [0, 2^24]");
+    }
+    if (p.num_tokens > 0 && p.memory == nullptr) {
+      return InvalidArgumentError(PassageName(p.id) + ": " + std::to_string(p.num_tokens) + " tokens but no memory");
+    }
+  }
+  rocksdb::WriteBatch wb;
+  std::string codes;
+  for (const auto& p : batch) {
+    codes.assign(codec_->code_size(p.num_tokens), '\0');
+    RETURN_IF_ERROR(codec_->Encode(pool, p.num_tokens, p.memory, codec_->dim(),
+                                   reinterpret_cast<uint8_t*>(codes.data())));
+    std::string text;
+    PutU32(&text, static_cast<uint32_t>(p.title.size()));
+    text += p.title;
+    PutU32(&text, static_cast<uint32_t>(p.text.size()));
+    text += p.text;
+    PutU32(&text, static_cast<uint32_t>(p.token_ids.size()));
+    text.append(reinterpret_cast<const char*>(p.token_ids.data()), p.token_ids.size() * 4);
+    RETURN_IF_ERROR(FromRocks(wb.Put(handles_[kPassages], p.id, Frame(kKindPassage, text)), "batch"));
+    RETURN_IF_ERROR(FromRocks(
+        wb.Put(handles_[kMemory], p.id, EncodeMemoryValue(codec_->spec().id, p.num_tokens, codec_->dim(), codes)),
+        "batch"));
+  }
+  return WriteDurably(&wb);
+}
+
+Status PassageStore::Delete(const std::vector<std::string>& ids) {
+  rocksdb::WriteBatch wb;
+  for (const auto& id : ids) {
+    RETURN_IF_ERROR(FromRocks(wb.Delete(handles_[kPassages], id), "batch"));
+    RETURN_IF_ERROR(FromRocks(wb.Delete(handles_[kMemory], id), "batch"));
+  }
+  return WriteDurably(&wb);
+}
+
+namespace {
+
+// MultiGet over one column family; calls parse(i, slice) for found values.
+template <typename T, typename Parse>
+std::vector<StatusOr<T>> MultiGetParsed(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                                        const std::vector<std::string>& ids, const Parse& parse) {
+  const size_t n = ids.size();
+  std::vector<rocksdb::Slice> keys(ids.begin(), ids.end());
+  std::vector<rocksdb::PinnableSlice> values(n);
+  std::vector<rocksdb::Status> statuses(n);
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  if (n > 0) db->MultiGet(ro, cf, n, keys.data(), values.data(), statuses.data());
+  std::vector<StatusOr<T>> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (statuses[i].IsNotFound()) {
+      out.emplace_back(NotFoundError(PassageName(ids[i]) + " not found"));
+    } else if (!statuses[i].ok()) {
+      out.emplace_back(FromRocks(statuses[i], PassageName(ids[i])));
+    } else {
+      T value;
+      Status st = parse(ids[i], values[i].data(), values[i].size(), &value);
+      if (st.ok()) {
+        out.emplace_back(std::move(value));
+      } else {
+        out.emplace_back(std::move(st));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<StatusOr<PassageText>> PassageStore::GetText(const std::vector<std::string>& ids) const {
+  return MultiGetParsed<PassageText>(db_, handles_[kPassages], ids, ParsePassageValue);
+}
+
+std::vector<StatusOr<PassageCodes>> PassageStore::GetCodes(const std::vector<std::string>& ids) const {
+  return MultiGetParsed<PassageCodes>(
+      db_, handles_[kMemory], ids,
+      [this](const std::string& id, const char* v, size_t n, PassageCodes* out) {
+        return ParseMemoryValue(id, v, n, *codec_, out);
+      });
+}
+
+std::vector<StatusOr<PassageMemory>> PassageStore::GetMemory(const ThreadPool& pool,
+                                                             const std::vector<std::string>& ids) const {
+  auto codes = GetCodes(ids);
+  std::vector<StatusOr<PassageMemory>> out;
+  out.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!codes[i].ok()) {
+      out.emplace_back(codes[i].status());
+      continue;
+    }
+    PassageMemory m;
+    m.num_tokens = codes[i]->num_tokens;
+    m.vectors.resize(m.num_tokens * codec_->dim());
+    Status st = codec_->Decode(pool, m.num_tokens, reinterpret_cast<const uint8_t*>(codes[i]->codes.data()),
+                               static_cast<int64_t>(codes[i]->codes.size()), m.vectors.data(), codec_->dim());
+    if (st.ok()) {
+      out.emplace_back(std::move(m));
+    } else {
+      out.emplace_back(DataLossError(PassageName(ids[i]) + ": " + st.message()));
+    }
+  }
+  return out;
+}
+
+StatusOr<StoreStats> PassageStore::Scan(bool verify) const {
+  StoreStats stats;
+  auto record = [&](const Status& st) {
+    ++stats.corrupt;
+    if (stats.corrupt_examples.size() < 10) stats.corrupt_examples.push_back(st.message());
+  };
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = verify;
+  ro.fill_cache = false;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kPassages]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++stats.passages;
+      stats.text_value_bytes += it->value().size();
+      if (verify) {
+        PassageText t;
+        Status st = ParsePassageValue(it->key().ToString(), it->value().data(), it->value().size(), &t);
+        if (!st.ok()) record(st);
+      }
+    }
+    if (!it->status().ok()) record(FromRocks(it->status(), "scanning passages"));
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kMemory]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++stats.memories;
+      stats.memory_value_bytes += it->value().size();
+      const std::string id = it->key().ToString();
+      PassageCodes c;
+      Status st = ParseMemoryValue(id, it->value().data(), it->value().size(), *codec_, &c);
+      if (st.ok()) {
+        stats.tokens += c.num_tokens;
+        stats.code_bytes += static_cast<int64_t>(c.codes.size());
+      } else if (verify) {
+        record(st);
+      }
+    }
+    if (!it->status().ok()) record(FromRocks(it->status(), "scanning memory"));
+  }
+  for (int cf = kMeta; cf <= kMemory; ++cf) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(handles_[cf], "rocksdb.total-sst-files-size", &v)) stats.sst_bytes += v;
+    if (db_->GetIntProperty(handles_[cf], "rocksdb.total-blob-file-size", &v)) stats.sst_bytes += v;
+  }
+  return stats;
+}
+
+Status PassageStore::Flush() {
+  if (options_.read_only) return Status::Ok();
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return FromRocks(db_->Flush(fo, handles_), "flushing passage store " + dir_);
+}
+
+Status PassageStore::PutRawMemoryValueForTest(const std::string& id, const std::string& value) {
+  rocksdb::WriteBatch wb;
+  RETURN_IF_ERROR(FromRocks(wb.Put(handles_[kMemory], id, value), "batch"));
+  return WriteDurably(&wb);
+}
+
+StatusOr<std::string> PassageStore::GetRawMemoryValueForTest(const std::string& id) const {
+  std::string value;
+  RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), handles_[kMemory], id, &value), PassageName(id)));
+  return value;
+}
+
+}  // namespace memoria

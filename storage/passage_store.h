@@ -1,0 +1,197 @@
+// PassageStore: the passage memory on RocksDB. Keyed by passage id, it holds each passage's title,
+// text and token ids, and its compressed memory (codec codes of num_tokens x d memory vectors),
+// plus the store's identity: the fingerprint of the model and the layer split that produced the
+// memory, and the codec with its trained state (PQ codebooks, BTR calibration).
+//
+// Column families (one per record kind):
+//   meta      "identity" -> JSON {format_version, model_fingerprint, layer_split, codec}
+//   codec     "state/<8-digit chunk>" -> codec state (codec.h), in chunks of <= 4 MiB
+//             (C = 65536 codebooks are hundreds of MB); "state/count" -> chunk count + size
+//   passages  passage id -> title, text, token ids
+//   memory    passage id -> codec id, num_tokens, dim, codes (code_size(num_tokens) bytes)
+//
+// Every value is framed as
+//   /// Layout: kind (u8) | format version (u8) | payload | CRC32C of the bytes before it (u32 LE)
+// so a flipped byte, a truncated value, a value of another kind or a newer format version is
+// detected on read, independently of RocksDB's own block checksums.
+// Payloads (little endian):
+//   passages  u32 title_len | title | u32 text_len | text | u32 n | n x i32 token ids
+//   memory    u8 codec id | u32 num_tokens | u32 dim | u32 code_bytes | codes
+//
+// Durability: Ingest/Delete write one WriteBatch (all passages of the batch or none) through the
+// WAL and return only after RocksDB acknowledged it. With sync = true (default) the WAL is
+// fsync'ed before returning: acknowledged batches survive a process kill and a power loss. With
+// sync = false they survive a process kill (kill -9: the WAL is in the OS page cache) but the
+// last batches may be lost on power loss or kernel crash.
+//
+// Errors:
+//   Create/Open   ALREADY_EXISTS (Create on an existing store), NOT_FOUND (Open on no store),
+//                 FAILED_PRECONDITION (the store was written by another model fingerprint, layer
+//                 split or codec: the message names the stored and the requested values),
+//                 DATA_LOSS (metadata or codec state corrupt), UNAVAILABLE (RocksDB I/O, lock)
+//   reads         NOT_FOUND naming the passage id; DATA_LOSS naming the passage id for a value
+//                 that fails its checksum, is truncated, or whose codec id, dim or size does not
+//                 match the store's codec; FAILED_PRECONDITION for a value of a newer format
+//                 version. One bad passage never fails the others of a MultiGet.
+//   writes        INVALID_ARGUMENT for a passage whose memory has the wrong dim, an empty id or
+//                 duplicate ids in one batch; UNAVAILABLE/INTERNAL for RocksDB write errors.
+// Thread-safety: all methods may be called concurrently (RocksDB is thread-safe); each call's
+// ThreadPool must be used by one call at a time (thread_pool.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "kernels/thread_pool.h"
+#include "storage/codec.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace memoria {
+
+// Bumped when a value layout changes; values of a newer version are refused, not misread.
+inline constexpr uint8_t kStoreFormatVersion = 1;
+
+struct PassageStoreOptions {
+  // fsync the WAL before acknowledging a write (see Durability above). Default true.
+  bool sync = true;
+  // BlobDB for the memory column family: values >= min_blob_size bytes go to blob files, keeping
+  // the LSM tree small so compactions do not rewrite tens of KB per passage. Default off: in
+  // bench/results/pq.md (1000 passages x 19.2 KB) plain SST values read faster (MultiGet of 20:
+  // 0.39 ms vs 0.58 ms) and ingest faster; BlobDB pays off only once compactions of a large store
+  // dominate, which that measurement does not reach.
+  bool enable_blob_files = false;
+  uint64_t min_blob_size = 1024;
+  // Block cache for the SST files (bytes). Default 64 MiB.
+  uint64_t block_cache_bytes = 64ull << 20;
+  // Open read-only (inspect tools): writes return FAILED_PRECONDITION. Default false.
+  bool read_only = false;
+};
+
+// What produced the stored memory. A store refuses to open for a different identity.
+struct StoreIdentity {
+  uint64_t model_fingerprint = 0;  // hash of the model's weights + config (opaque here)
+  int32_t layer_split = 0;         // memory-encoder layers applied before storing
+  CodecSpec codec;
+  // "fingerprint 0x00000000deadbeef, layer split 6, codec pq(d=768, g=96, C=256)"
+  std::string ToString() const;
+};
+
+// One passage to ingest. memory: (num_tokens, codec dim) f32 rows, row stride = dim.
+struct PassageInput {
+  std::string id;
+  std::string title;
+  std::string text;
+  std::vector<int32_t> token_ids;
+  int64_t num_tokens = 0;
+  const float* memory = nullptr;
+};
+
+// One passage's stored text record.
+struct PassageText {
+  std::string title;
+  std::string text;
+  std::vector<int32_t> token_ids;
+};
+
+// One passage's stored memory, checksum-verified: codes of num_tokens tokens.
+struct PassageCodes {
+  int64_t num_tokens = 0;
+  std::string codes;  // codec().code_size(num_tokens) bytes
+};
+
+// Decoded memory of one passage: (num_tokens, dim) f32, row-major.
+struct PassageMemory {
+  int64_t num_tokens = 0;
+  std::vector<float> vectors;
+};
+
+// Counts and checks over the whole store (Scan).
+struct StoreStats {
+  int64_t passages = 0;        // records in the passages family
+  int64_t memories = 0;        // records in the memory family
+  int64_t tokens = 0;          // sum of num_tokens over memory records
+  int64_t code_bytes = 0;      // sum of code bytes (payload only)
+  int64_t memory_value_bytes = 0;  // sum of whole memory values (framing included)
+  int64_t text_value_bytes = 0;
+  int64_t corrupt = 0;         // values failing verification (Scan with verify)
+  std::vector<std::string> corrupt_examples;  // "passage 'x': <error>", at most 10
+  int64_t sst_bytes = 0;       // RocksDB live SST + blob file bytes on disk
+};
+
+class PassageStore {
+ public:
+  // Creates a new store in `dir` for `identity`, saving the codec's state (codec must be ready()
+  // and its spec equal identity.codec). ALREADY_EXISTS when dir already holds a store.
+  static Status Create(const PassageStoreOptions& options, const std::string& dir,
+                       const StoreIdentity& identity, const Codec& codec,
+                       std::unique_ptr<PassageStore>* out);
+  // Opens an existing store. With `expected` set, its fingerprint, layer split and codec spec must
+  // equal the stored ones (FAILED_PRECONDITION naming both otherwise); nullptr accepts any
+  // (inspection tools).
+  static Status Open(const PassageStoreOptions& options, const std::string& dir,
+                     const StoreIdentity* expected, std::unique_ptr<PassageStore>* out);
+  ~PassageStore();
+  PassageStore(const PassageStore&) = delete;
+  PassageStore& operator=(const PassageStore&) = delete;
+
+  const StoreIdentity& identity() const { return identity_; }
+  const Codec& codec() const { return *codec_; }
+  const std::string& dir() const { return dir_; }
+
+  // Encodes every passage's memory with the store's codec and writes the batch atomically and
+  // durably (see Durability). Existing ids are overwritten.
+  Status Ingest(const ThreadPool& pool, const std::vector<PassageInput>& batch);
+  // Deletes passages (absent ids are not an error), atomically and durably.
+  Status Delete(const std::vector<std::string>& ids);
+
+  // Batched point reads (RocksDB MultiGet); result i belongs to ids[i].
+  std::vector<StatusOr<PassageText>> GetText(const std::vector<std::string>& ids) const;
+  std::vector<StatusOr<PassageCodes>> GetCodes(const std::vector<std::string>& ids) const;
+  // GetCodes + codec Decode.
+  std::vector<StatusOr<PassageMemory>> GetMemory(const ThreadPool& pool,
+                                                 const std::vector<std::string>& ids) const;
+
+  // Flushes memtables to SST and blob files (the WAL already made the data durable; this moves
+  // it into its long-term files, e.g. before copying a store or inspecting its files).
+  Status Flush();
+
+  // Walks every record; with verify, checks framing, checksums and codec sizes of each value
+  // (RocksDB block checksums too) and collects the failures instead of stopping.
+  StatusOr<StoreStats> Scan(bool verify) const;
+
+  // Test hook: writes `value` verbatim as passage id's memory value (corruption tests).
+  Status PutRawMemoryValueForTest(const std::string& id, const std::string& value);
+  // Test hook: the stored memory value of id, unverified.
+  StatusOr<std::string> GetRawMemoryValueForTest(const std::string& id) const;
+
+ private:
+  PassageStore() = default;
+  static Status OpenDb(const PassageStoreOptions& options, const std::string& dir, bool create,
+                       std::unique_ptr<PassageStore>* out);
+  Status WriteDurably(rocksdb::WriteBatch* batch);
+  Status LoadIdentityAndCodec(const StoreIdentity* expected);
+
+  PassageStoreOptions options_;
+  std::string dir_;
+  StoreIdentity identity_;
+  std::unique_ptr<Codec> codec_;
+  rocksdb::DB* db_ = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, codec, passages, memory
+};
+
+// CRC32C (Castagnoli) of n bytes; the checksum in every stored value.
+uint32_t Crc32c(const void* data, size_t n);
+
+// The memory value layout above, for tools and tests that build or parse values directly.
+std::string EncodeMemoryValue(CodecId codec, int64_t num_tokens, int64_t dim,
+                              const std::string& codes, uint8_t version = kStoreFormatVersion);
+
+}  // namespace memoria
