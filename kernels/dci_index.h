@@ -1,0 +1,181 @@
+// Prioritized Dynamic Continuous Indexing (Li & Malik, ICML 2017) for maximum-inner-product search
+// over attention keys.
+//
+// Reduction to nearest neighbours. Keys of different norms are embedded on the unit sphere of
+// R^(d+1) with a norm bound c >= |k|:
+//   T_K(k) = [ k / c , sqrt(1 - |k|^2 / c^2) ]        (|T_K(k)| = 1)
+//   T_Q(q) = [ q / |q| , 0 ]                          (|T_Q(q)| = 1)
+//   |T_Q(q) - T_K(k)|^2 = 2 - 2 q.k / (|q| c)
+// so the nearest neighbours of T_Q(q) are the keys with the largest q.k. Neither embedding is
+// materialised: the index stores the projections of T_K(k_j) onto its random directions and ranks
+// candidates by the exact q.k_j read from the caller's key rows.
+//
+// Norm bands. With one c for all keys, a key of norm rho * c sits at height sqrt(1 - rho^2) above
+// the query's equator, so for rho < 1 even a perfectly aligned key is far from T_Q(q) (at rho =
+// 0.9, 0.44 of the unit sphere's radius) and a walk over random projections has to pass most of
+// the data before it. Keys are therefore split by norm into `num_bands` bands (band b holds norms
+// in (c_max g^(b+1), c_max g^b], g = band_ratio; the last band holds all smaller norms), each with
+// its own sorted arrays and its own bound c_b = (band's upper norm) / band_height. Inside a band
+// the query is embedded at the height of the band's middle norm,
+//   T_Q,b(q) = [ r q / |q| , sqrt(1 - r^2) ],    r = band_height * (1 + g) / 2,
+// i.e. where a key of that norm aligned with q lies, so aligned keys of the band are near the
+// query and the walk order approximates the band's q.k order (exact for one norm). band_height
+// < 1 keeps every band away from the pole, where the height changes fastest with the norm. Bands
+// are searched from the largest norms down and skipped once |q| * (band's upper norm) cannot beat
+// the k-th best score found (an exact bound). num_bands = 1 with band_height = 1 is the plain
+// reduction above.
+//
+// Structure. L composite indices of m simple indices each; simple index (l, s) owns a random unit
+// direction u_ls in R^(d+1) and, per band, the band's keys sorted by u_ls . T_K(k_j) (a sorted
+// array of {projection, id}). A query walks, in each composite index, the m sorted arrays outward
+// from its own projection, always taking the entry with the smallest |projection difference| over
+// the m arrays next (the priority order). A key seen in all m arrays of a composite index becomes
+// a candidate and is scored by its true inner product; the walk of a composite index in a band
+// stops after `max_candidates` candidates or its share of `max_visits` visited entries (the
+// band's fraction of the visible keys). The k best scored candidates are the answer.
+//
+// Insertion. Keys are referenced in place (row j at keys + j * stride) and become searchable in
+// order: Add(count) appends the next `count` rows. Each array takes its new entries by sorting
+// them and merging them in from the back (one pass), so adding a block of B keys costs
+// O(m L (B log B + n)), i.e. O(m L (log B + n / B)) per key. Bulk build is one Add(n); causal
+// attention adds one block of positions at a time and hides the keys past each query with
+// Query's `limit`. A per-key balanced tree would make single insertions O(log n) but every visit
+// a pointer chase; flat arrays keep the walk (the hot loop) sequential in memory.
+//
+// Memory: 8 bytes (float projection + int32 id) per key per simple index, i.e. 8 m L bytes per
+// key (64 for m = 4, L = 2), plus L bytes per key and the visit lists in each thread's
+// DciScratch. Keys are not copied. No n x n buffer exists anywhere.
+//
+// Thread-safety: Query is const and may run concurrently from many threads, each with its own
+// DciScratch. Reset/Add must not overlap queries.
+// Determinism: directions come from `seed` alone; a query's result depends only on the index
+// contents, the query and the options.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+#include "kernels/thread_pool.h"
+
+namespace memoria {
+
+struct DciOptions {
+  // m: simple indices (random directions) per composite index, 1..255. More -> fewer false
+  // candidates per true one, but a neighbour must be reached in more arrays before it counts.
+  int num_simple = 4;
+  // L: composite indices. More -> a neighbour missed by one composite index is found by another
+  // (higher recall) at the cost of walking L times.
+  int num_composite = 2;
+  // Norm bands (see header comment). 1 = one band over all norms (the plain reduction).
+  int num_bands = 1;
+  // Ratio g of a band's lower to upper norm, in (0, 1). Closer to 1 -> tighter bands (walk order
+  // closer to q.k order) but more bands to cover a given norm range.
+  float band_ratio = 0.9f;
+  // Height of each band's largest norm on its sphere, rho = |k| / c_b, in (0, 1]. 1 = c_b is the
+  // band's upper norm (the plain reduction); below 1 the norm -> height map is flatter.
+  float band_height = 1.0f;
+  // Seed of the random directions (deterministic index for a fixed seed).
+  uint64_t seed = 0x1CEF0;
+};
+
+// Per-query search budget.
+struct DciQueryOptions {
+  int k = 20;                // neighbours wanted (k >= 1)
+  int max_candidates = 400;  // k0: candidates scored per composite index (per band)
+  int max_visits = 4000;     // k1: sorted-array entries visited per composite index, shared
+                             // among the bands in proportion to their visible keys
+};
+
+// Per-thread working memory of Query, reused across queries (no allocation per query once sized).
+class DciScratch {
+ public:
+  DciScratch() = default;
+
+ private:
+  friend class DciIndex;
+  // counts_[l * capacity + id]: arrays of composite l that have shown id in this query.
+  std::vector<uint8_t> counts_;
+  std::vector<int32_t> touched_;  // ids with a nonzero count, reset after the query
+  std::vector<std::pair<float, int32_t>> heap_;  // top-k min-heap of (score, id)
+};
+
+class DciIndex {
+ public:
+  // dim: key dimension d (>= 1). Directions are drawn here from options.seed. Aborts on options
+  // outside the documented ranges (they come from code, not from requests).
+  DciIndex(int dim, const DciOptions& options);
+
+  int dim() const { return dim_; }
+  const DciOptions& options() const { return options_; }
+  // Keys currently searchable (ids 0 .. size() - 1).
+  int64_t size() const { return size_; }
+
+  // Empties the index and points it at `capacity` key rows: key j is keys[j * stride + 0 .. d).
+  // norm_bound: an upper bound of every key norm that will be added (the largest key norm; a
+  // larger key is kept in the top band and its embedding clamped, which keeps the search valid
+  // but its walk order approximate). The rows must stay valid and unchanged while the index uses
+  // them. Errors: INVALID_ARGUMENT for capacity outside [0, 2^31), stride < dim, norm_bound not
+  // positive and finite, or null keys with capacity > 0.
+  Status Reset(const float* keys, int64_t stride, int64_t capacity, float norm_bound);
+
+  // Makes keys [size(), size() + count) searchable. Requires size() + count <= capacity (aborts
+  // otherwise: a caller invariant). The arrays are updated in parallel over `pool`.
+  void Add(const ThreadPool& pool, int64_t count);
+
+  // Approximate top-k keys by inner product with q[0 .. d) among ids < limit (keys at or past
+  // `limit` are skipped: causal attention hides future keys this way). Writes up to opts.k ids
+  // and their scores q . k_id (fp32) to ids[] / scores[], best first (ties to the smaller id),
+  // and returns how many were written. When limit <= opts.k every visible key is returned. A
+  // zero query scores every key 0 and returns the first min(k, limit) ids.
+  int Query(const float* q, int64_t limit, const DciQueryOptions& opts, DciScratch* scratch,
+            int32_t* ids, float* scores) const;
+
+  // Bytes held by the index (sorted arrays and directions), excluding the referenced keys.
+  int64_t IndexBytes() const;
+  // Bytes one DciScratch needs for this index's capacity (excluding the visit list, which grows
+  // with max_visits).
+  int64_t ScratchBytes() const;
+
+ private:
+  struct Entry {
+    float proj;
+    int32_t id;
+  };
+  static const Entry kLowSentinel;
+  static const Entry kHighSentinel;
+  struct Band {
+    float upper_norm = 0.0f;  // every key of the band has |k| <= upper_norm
+    float inv_bound = 1.0f;   // 1 / c_b
+    float query_radius = 1.0f;  // r of T_Q,b
+    float query_height = 0.0f;  // sqrt(1 - r^2)
+    int64_t size = 0;
+    // lists[list]: the band's keys sorted by projection (ties by id), list = l * m + s, framed
+    // by a low and a high sentinel (size + 2 entries).
+    std::vector<std::vector<Entry>> lists;
+  };
+
+  int num_lists() const { return options_.num_simple * options_.num_composite; }
+  int BandOf(float norm) const;
+  // Walks `band` for query q (norm qnorm) and pushes scored candidates into the scratch heap.
+  void SearchBand(const Band& band, const float* q, float qnorm, int64_t limit, int k,
+                  int max_candidates, int max_visits, DciScratch* s) const;
+
+  int dim_;
+  DciOptions options_;
+  // directions_[list * (dim + 1) + i]: unit vectors in R^(d+1).
+  std::vector<float> directions_;
+  const float* keys_ = nullptr;
+  int64_t stride_ = 0;
+  int64_t capacity_ = 0;
+  int64_t size_ = 0;
+  float norm_bound_ = 1.0f;
+  std::vector<Band> bands_;
+  // band_of_[id]: band of key id (0 = largest norms).
+  std::vector<uint8_t> band_of_;
+  // Scratch for Add: per new key, its band and its projections onto every direction.
+  std::vector<float> block_proj_;
+};
+
+}  // namespace memoria

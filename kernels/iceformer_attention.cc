@@ -1,0 +1,204 @@
+#include "kernels/iceformer_attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "base/status.h"
+#include "kernels/dci_index.h"
+
+namespace memoria {
+namespace {
+
+inline float DotF(const float* a, const float* b, int n) {
+  // Four partial sums let the compiler keep independent FMA chains.
+  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+inline float BiasAt(const AttentionParams& p, int h, int64_t rel) {
+  const RelativeBias& b = p.bias;
+  const int64_t idx = std::clamp<int64_t>(rel - b.min_relative, 0, b.length - 1);
+  return b.values[h * b.length + idx];
+}
+
+// Per-thread working memory, sized once per call.
+struct ThreadScratch {
+  DciScratch dci;
+  std::vector<int32_t> ids;
+  std::vector<float> scores;
+};
+
+// out[0 .. d) = sum_j softmax(logits)_j * v[ids[j]] over `count` entries; logits overwritten.
+void SoftmaxCombine(int count, const int32_t* ids, float* logits, const float* v, int64_t v_stride,
+                    int d, float* out) {
+  std::fill(out, out + d, 0.0f);
+  if (count <= 0) return;
+  float mx = logits[0];
+  for (int j = 1; j < count; ++j) mx = std::max(mx, logits[j]);
+  float sum = 0.0f;
+  for (int j = 0; j < count; ++j) {
+    logits[j] = std::exp(logits[j] - mx);
+    sum += logits[j];
+  }
+  const float inv = 1.0f / sum;
+  for (int j = 0; j < count; ++j) {
+    const float w = logits[j] * inv;
+    const float* vr = v + static_cast<int64_t>(ids[j]) * v_stride;
+    for (int t = 0; t < d; ++t) out[t] += w * vr[t];
+  }
+}
+
+}  // namespace
+
+int64_t IceformerTopK(const IceformerOptions& o, int64_t n) {
+  int64_t k;
+  if (o.top_k > 0) {
+    k = o.top_k;
+  } else {
+    // The small slack keeps e.g. 0.005f * 8000 (= 39.9999991 in double) at 40.
+    k = static_cast<int64_t>(std::floor(static_cast<double>(o.top_k_fraction) * n + 1e-4));
+    k = std::max<int64_t>(std::min<int64_t>(k, o.top_k_max), o.top_k_min);
+  }
+  return std::max<int64_t>(1, std::min(k, std::max<int64_t>(n, 1)));
+}
+
+bool UseIceformer(const IceformerOptions& o, int64_t kv_len) { return kv_len > o.exact_up_to; }
+
+void IceformerAttention(const ThreadPool& pool, const AttentionParams& p,
+                        const IceformerOptions& options, const float* q, int64_t q_stride,
+                        const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+                        float* out, int64_t out_stride, IceformerTrace* trace) {
+  if (p.head_dim < 1 || p.n_kv_heads < 1 || p.n_heads % p.n_kv_heads != 0) {
+    CheckFailed(__FILE__, __LINE__, "valid attention heads",
+                "head_dim " + std::to_string(p.head_dim) + ", n_heads " +
+                    std::to_string(p.n_heads) + ", n_kv_heads " + std::to_string(p.n_kv_heads));
+  }
+  if (p.q_len <= 0) return;
+  const int d = p.head_dim;
+  const int group = p.n_heads / p.n_kv_heads;
+  const int64_t n = std::max<int64_t>(p.kv_len, 0);
+  const int64_t top_k = IceformerTopK(options, n);
+  const bool has_bias = p.bias.values != nullptr;
+  const int64_t exact_up_to = std::max<int64_t>(options.exact_up_to, top_k);
+
+  DciOptions dci_options;
+  dci_options.num_simple = options.num_simple;
+  dci_options.num_composite = options.num_composite;
+  dci_options.num_bands = options.num_bands;
+  dci_options.band_ratio = options.band_ratio;
+  dci_options.band_height = options.band_height;
+  DciQueryOptions query_options;
+  query_options.k = static_cast<int>(top_k);
+  query_options.max_candidates =
+      static_cast<int>(std::min<int64_t>(int64_t{options.candidates_per_k} * top_k, 1 << 30));
+  query_options.max_visits =
+      static_cast<int>(std::min<int64_t>(int64_t{options.visits_per_k} * top_k, 1 << 30));
+
+  if (trace != nullptr) {
+    trace->k = top_k;
+    trace->ids.assign(static_cast<size_t>(p.n_heads) * p.q_len * top_k, -1);
+  }
+
+  const int threads = pool.num_threads();
+  std::vector<ThreadScratch> scratch(threads);
+  for (auto& s : scratch) {
+    s.ids.resize(top_k);
+    s.scores.resize(top_k);
+  }
+
+  // Visible keys of query row i.
+  auto visible = [&](int64_t i) -> int64_t {
+    return p.causal ? std::clamp<int64_t>(i + p.q_offset + 1, 0, n) : n;
+  };
+
+  // Rows that see at most exact_up_to keys come first (causal order; in bidirectional mode either
+  // all rows or none): the exact blocked kernel computes them for every head at once.
+  int64_t first_searched = p.q_len;
+  for (int64_t i = 0; i < p.q_len; ++i) {
+    if (visible(i) > exact_up_to) {
+      first_searched = i;
+      break;
+    }
+  }
+  if (first_searched > 0) {
+    AttentionParams prefix = p;
+    prefix.q_len = first_searched;
+    prefix.kv_len = visible(first_searched - 1);
+    Attention(pool, prefix, q, q_stride, k, k_stride, v, v_stride, out, out_stride);
+  }
+  if (first_searched == p.q_len) return;
+
+  for (int g = 0; g < p.n_kv_heads; ++g) {
+    const float* kg = k + static_cast<int64_t>(g) * d;
+    const float* vg = v + static_cast<int64_t>(g) * d;
+
+    // Queries [row_begin, row_end) of the group's heads, each searching keys < visible(row).
+    auto run_rows = [&](const DciIndex* index, int64_t row_begin, int64_t row_end) {
+      const int64_t rows = row_end - row_begin;
+      pool.ParallelForDynamic(rows * group, 16, [&](int64_t begin, int64_t end) {
+        ThreadScratch& s = scratch[omp_get_thread_num() % threads];
+        for (int64_t item = begin; item < end; ++item) {
+          const int h = g * group + static_cast<int>(item / rows);
+          const int64_t i = row_begin + item % rows;
+          const float* qr = q + i * q_stride + static_cast<int64_t>(h) * d;
+          float* o = out + i * out_stride + static_cast<int64_t>(h) * d;
+          const int64_t limit = visible(i);
+          const int count =
+              index->Query(qr, limit, query_options, &s.dci, s.ids.data(), s.scores.data());
+          if (trace != nullptr) {
+            int32_t* t = &trace->ids[(static_cast<size_t>(h) * p.q_len + i) * top_k];
+            std::copy(s.ids.begin(), s.ids.begin() + count, t);
+          }
+          const int64_t pos = i + p.q_offset;
+          for (int j = 0; j < count; ++j) {
+            s.scores[j] *= p.scale;
+            if (has_bias) s.scores[j] += BiasAt(p, h, s.ids[j] - pos);
+          }
+          SoftmaxCombine(count, s.ids.data(), s.scores.data(), vg, v_stride, d, o);
+        }
+      });
+    };
+
+    float norm_bound = 0.0f;
+    for (int64_t j = 0; j < n; ++j) {
+      const float* kr = kg + j * k_stride;
+      norm_bound = std::max(norm_bound, DotF(kr, kr, d));
+    }
+    norm_bound = std::sqrt(norm_bound);
+    if (!(norm_bound > 0.0f)) norm_bound = 1.0f;  // all-zero keys: any bound is exact
+
+    dci_options.seed = options.seed + static_cast<uint64_t>(g);
+    DciIndex index(d, dci_options);
+    Status st = index.Reset(kg, k_stride, n, norm_bound);
+    if (!st.ok()) CheckFailed(__FILE__, __LINE__, "index.Reset", st.ToString());
+    if (!p.causal) {
+      index.Add(pool, n);
+      run_rows(&index, first_searched, p.q_len);
+    } else {
+      const int64_t block = std::max<int64_t>(1, options.causal_block);
+      for (int64_t row = first_searched; row < p.q_len; row += block) {
+        const int64_t row_end = std::min(p.q_len, row + block);
+        const int64_t need = visible(row_end - 1);
+        if (need > index.size()) index.Add(pool, need - index.size());
+        run_rows(&index, row, row_end);
+      }
+    }
+    if (trace != nullptr && g == 0) {
+      trace->index_bytes = index.IndexBytes();
+      trace->scratch_bytes = index.ScratchBytes();
+    }
+  }
+}
+
+}  // namespace memoria

@@ -1,0 +1,106 @@
+// IceFormer attention (Mao, Ester, Li, ICLR 2024): each query attends only to its top-k keys by
+// inner product, found with Prioritized DCI (kernels/dci_index.h); the softmax is renormalised
+// over those k keys and the output is their probability-weighted sum of values. The attention
+// mass outside the top-k is dropped, as in the official implementation.
+//
+// Shapes, strides, GQA head mapping, causal semantics and q_offset are exactly those of
+// Attention() in kernels/attention.h:
+//   q:   [q_len,  n_heads    * head_dim], row stride q_stride
+//   k,v: [kv_len, n_kv_heads * head_dim], row strides k_stride, v_stride
+//   out: [q_len,  n_heads    * head_dim], row stride out_stride
+// Query head h reads KV head h / (n_heads / n_kv_heads). Causal: key j is visible to query i iff
+// j <= i + q_offset. A query that sees no key gets a zero output.
+//
+// Per KV head one DciIndex is built over that head's keys (norm bound c = the largest key norm
+// of the head) and shared by the query heads of its group. Bidirectional: all keys are added at
+// once (bulk build), then every query searches. Causal: keys are added one block of positions at
+// a time (the first block in bulk) and each query hides the keys past its position, so no query
+// ever sees a future key.
+//
+// Queries that see at most `exact_up_to` keys (the start of a causal prompt, or short prompts)
+// get exact attention over all their visible keys instead, from the blocked Attention() kernel:
+// there the search would cost as much as the exact sum and could only lose accuracy.
+//
+// Relative position bias (T5): added to the retrieved keys' scores after the search, so the
+// top-k is chosen by q.k alone. Exact for layers without bias (T5 cross-attention, LLaMA).
+//
+// Cost per query: DCI walk (max_visits per composite index, ~25 ns each measured), max_candidates
+// fp32 dot products per composite index, then k dot products with values. Memory: one index per
+// KV head at a time (8 m L bytes per key, see dci_index.h) plus per-thread scratch of
+// L bytes per key; never an [q_len x kv_len] buffer.
+//
+// Thread-safety / determinism: runs on `pool`; the output does not depend on the number of
+// threads or the scheduling (each query's search is independent and the index directions come
+// from options.seed).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/thread_pool.h"
+
+namespace memoria {
+
+struct IceformerOptions {
+  // Keys kept per query. top_k > 0: fixed. top_k == 0: k(n) = max(min(floor(top_k_fraction * n),
+  // top_k_max), top_k_min) over the n keys of the prompt (the paper's schedule). Larger k keeps
+  // more attention mass (accuracy) at a linear cost in the softmax/value sum.
+  int top_k = 0;
+  float top_k_fraction = 5e-3f;
+  int top_k_min = 30;
+  int top_k_max = 50;
+
+  // DCI structure (see DciOptions). Defaults measured on clustered keys of varied norms
+  // (bench/results/iceformer.md): m = 2 beat the official m = 4 at equal time, and norm bands
+  // turned recall from ~0 into ~0.99 when key norms vary by 2x.
+  int num_simple = 2;
+  int num_composite = 2;
+  int num_bands = 16;
+  float band_ratio = 0.95f;
+  float band_height = 0.7f;
+  // Search budget per composite index, as multiples of k (k0 = candidates_per_k * k scored
+  // candidates, k1 = visits_per_k * k visited entries, shared among norm bands). Higher ->
+  // recall closer to 1, slower; the walk needed for a given recall grows with n.
+  int candidates_per_k = 16;
+  int visits_per_k = 160;
+
+  // Seed of the random directions; KV head g uses seed + g.
+  uint64_t seed = 0x1CEF0;
+
+  // Queries that see at most this many keys use exact attention (see header comment). Also the
+  // engine's switch: UseIceformer() is false for kv_len <= exact_up_to, where the exact kernel
+  // should be called instead.
+  int64_t exact_up_to = 1024;
+
+  // Causal mode: keys are added to the index in blocks of this many positions (amortises the
+  // sorted-array merges: O(n / causal_block) moves per key). The queries of a block skip the
+  // block's keys past their own position, at most causal_block of them.
+  int64_t causal_block = 256;
+};
+
+// k for a prompt of n keys (never more than n).
+int64_t IceformerTopK(const IceformerOptions& options, int64_t n);
+
+// True when IceformerAttention is worth calling for this many keys (kv_len > exact_up_to).
+bool UseIceformer(const IceformerOptions& options, int64_t kv_len);
+
+// Optional outputs for measuring the search (tests, benchmarks).
+struct IceformerTrace {
+  // [n_heads, q_len, k] key ids chosen per query, -1 where fewer than k were found (or the query
+  // was computed exactly: then all of its visible keys were used and the row is left at -1).
+  std::vector<int32_t> ids;
+  int64_t k = 0;
+  // Bytes of one DCI index over kv_len keys (excluding the keys) and of one thread's scratch.
+  int64_t index_bytes = 0;
+  int64_t scratch_bytes = 0;
+};
+
+// Same contract as Attention() (see kernels/attention.h), with the top-k approximation above.
+// p.head_dim >= 1, n_heads a multiple of n_kv_heads (aborts otherwise, like Attention()).
+void IceformerAttention(const ThreadPool& pool, const AttentionParams& p,
+                        const IceformerOptions& options, const float* q, int64_t q_stride,
+                        const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+                        float* out, int64_t out_stride, IceformerTrace* trace = nullptr);
+
+}  // namespace memoria
