@@ -11,11 +11,16 @@
 
 namespace memoria::testing {
 
+// The build bakes in where the sources and the build tree are, so a test binary finds them
+// however it is started (ctest, directly, from another directory); the environment overrides.
+std::string SourceDir() {
+  if (const char* dir = std::getenv("MEMORIA_SOURCE_DIR"); dir && *dir) return dir;
+  return MEMORIA_DEFAULT_SOURCE_DIR;
+}
+
 std::string SharedDir() {
   if (const char* dir = std::getenv("MEMORIA_SHARED_DIR"); dir && *dir) return dir;
-  const char* src = std::getenv("MEMORIA_SOURCE_DIR");
-  std::string source = src ? src : ".";
-  return source + "/../shared";
+  return SourceDir() + "/../shared";
 }
 
 bool SharedDirAvailable() { return std::filesystem::is_directory(SharedDir()); }
@@ -28,8 +33,8 @@ bool InCi() {
 std::string SharedPath(const std::string& relative) { return SharedDir() + "/" + relative; }
 
 std::string BuildDir() {
-  const char* dir = std::getenv("MEMORIA_BUILD_DIR");
-  return dir ? dir : ".";
+  if (const char* dir = std::getenv("MEMORIA_BUILD_DIR"); dir && *dir) return dir;
+  return MEMORIA_DEFAULT_BUILD_DIR;
 }
 
 std::string MakeTempDir(const std::string& prefix) {

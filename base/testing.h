@@ -21,6 +21,8 @@ std::string SharedPath(const std::string& relative);
 
 // The build directory of the running test (MEMORIA_BUILD_DIR), for tools built beside the tests.
 std::string BuildDir();
+// The source tree (MEMORIA_SOURCE_DIR, default: the one this build was configured from).
+std::string SourceDir();
 
 // A fresh empty directory under the system temp dir, removed by the caller if it cares.
 std::string MakeTempDir(const std::string& prefix);

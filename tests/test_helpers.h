@@ -24,9 +24,4 @@ inline std::string Python() {
 // Runs a command through the shell; returns its exit status (0 = success).
 inline int RunCommand(const std::string& command) { return std::system(command.c_str()); }
 
-inline std::string SourceDir() {
-  const char* dir = std::getenv("MEMORIA_SOURCE_DIR");
-  return dir ? dir : ".";
-}
-
 }  // namespace memoria::testing
