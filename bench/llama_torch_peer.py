@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "reference"))
-from llama_reference import LlamaReference, read_safetensors  # noqa: E402
+from llama_reference import LlamaReference  # noqa: E402
+from safetensors_io import read_safetensors  # noqa: E402
 
 
 def main():

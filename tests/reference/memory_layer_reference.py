@@ -29,30 +29,12 @@ import argparse
 import json
 import math
 import os
-import struct
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def write_safetensors(path, tensors):
-    """tensors: dict name -> float32 tensor, written in insertion order: u64 LE header length,
-    JSON header (padded with spaces to 8 bytes), raw little-endian data."""
-    header, offset, blobs = {}, 0, []
-    for name, t in tensors.items():
-        data = np.ascontiguousarray(t.detach().numpy(), dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
+from safetensors_io import write_safetensors
 
 
 def save_npy(path, t):

@@ -23,10 +23,11 @@ import argparse
 import json
 import math
 import os
-import struct
 
 import numpy as np
 import torch
+
+from safetensors_io import write_safetensors
 
 FAMILIES = {
     # Original T5: ReLU FFN, tied embeddings (rescaled before the head).
@@ -106,22 +107,6 @@ def make_weights(c, seed):
     head = "shared.weight" if c["tie_word_embeddings"] else "lm_head.weight"
     w[head][c["eos_token_id"]] *= 3.0
     return {k: v.float().contiguous() for k, v in w.items()}
-
-
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name, t in tensors.items():
-        b = t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-        blobs.append(b)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def bucket(rel, bidirectional, num_buckets, max_distance):
