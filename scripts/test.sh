@@ -12,7 +12,8 @@ scripts/build.sh -DMEMORIA_WERROR=ON -DMEMORIA_BUILD_TESTS=ON -DMEMORIA_BUILD_BE
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 900
 
-# Parsers of outside bytes once more under AddressSanitizer + UndefinedBehaviorSanitizer.
-BUILD_DIR=${BUILD_DIR}-asan scripts/build.sh -DMEMORIA_WERROR=ON -DMEMORIA_SANITIZE=address,undefined \
+# Parsers of outside bytes once more under AddressSanitizer + UndefinedBehaviorSanitizer: only the
+# test programs that hold Corrupt/Fuzz/Malformed tests (and the CLI one of them runs) are built.
+BUILD_TARGETS="engine_test storage_test tools_test e2e_test memoria" BUILD_DIR=${BUILD_DIR}-asan scripts/build.sh -DMEMORIA_WERROR=ON -DMEMORIA_SANITIZE=address,undefined \
   -DMEMORIA_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ctest --test-dir "${BUILD_DIR}-asan" --output-on-failure -j"$(nproc)" --timeout 900 -R 'Corrupt|Fuzz|Malformed'
