@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Installs everything, builds, and starts Memoria's main program on its default setup: the real
-# stories260K model (converted once from ../shared/models into build/models/) completing a prompt.
-#   scripts/start.sh ["prompt text"]
-# Settings (environment): MEMORIA_SHARED_DIR (default <repo>/../shared), BUILD_DIR (default build).
+# Installs everything, builds, and starts Memoria's main program on its default setup:
+# memoria-server serving the real stories260K model (converted once from ../shared/models into
+# build/models/) with configs/default.textproto: gRPC on 127.0.0.1:50051, HTTP probes and
+# metrics on 127.0.0.1:8080. Stop it with Ctrl-C or SIGTERM (graceful drain, exit 0).
+#   scripts/start.sh [memoria-server flags, e.g. --port 50052 --http-port 8081]
+# Settings (environment): MEMORIA_SHARED_DIR (default <repo>/../shared), BUILD_DIR (default build),
+# MEMORIA_CONFIG (default configs/default.textproto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -14,5 +17,5 @@ if [ ! -f "$MODEL/model.safetensors" ]; then
   "$BUILD_DIR/tools/memoria" convert-llama2c --checkpoint "$SHARED/models/stories260K/stories260K.bin" \
     --tokenizer "$SHARED/models/stories260K/tok512.bin" --out "$MODEL"
 fi
-exec "$BUILD_DIR/tools/memoria" generate --model "$MODEL" --prompt "${1:-Once upon a time}" \
-  --max-new-tokens 200 --stats
+exec "$BUILD_DIR/server/memoria-server" --config "${MEMORIA_CONFIG:-configs/default.textproto}" \
+  --model "$MODEL" "$@"

@@ -1,0 +1,111 @@
+#include "server/config.h"
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace memoria {
+namespace {
+
+// Collects the text-format parser's complaints so the error names the line and column.
+class ErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (!first_.empty()) return;
+    first_ = "line " + std::to_string(line + 1) + " column " + std::to_string(column + 1) + ": " +
+             message;
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+
+Status ReplacePort(v1::ServerConfig* config, int port) {
+  const std::string& address = config->listen_address();
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return InvalidArgumentError("listen_address '" + address + "' has no port");
+  }
+  config->set_listen_address(address.substr(0, colon + 1) + std::to_string(port));
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<std::string> HostOf(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon + 1 == address.size()) {
+    return InvalidArgumentError("listen_address '" + address + "' has no port");
+  }
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+Status ApplyDefaultsAndValidate(v1::ServerConfig* c) {
+  if (c->listen_address().empty()) c->set_listen_address("127.0.0.1:50051");
+  if (c->workers() == 0) c->set_workers(1);
+  if (c->max_receive_message_bytes() == 0) c->set_max_receive_message_bytes(4 << 20);
+  if (c->drain_timeout_seconds() == 0) c->set_drain_timeout_seconds(30);
+  if (c->log_level().empty()) c->set_log_level("info");
+  if (c->tokenizer_path().empty() && !c->model_dir().empty()) {
+    c->set_tokenizer_path(c->model_dir() + "/tokenizer.model");
+  }
+
+  auto check = [](bool ok, const std::string& field, const std::string& rule,
+                  const std::string& value) {
+    return ok ? Status::Ok() : InvalidArgumentError(field + " must be " + rule + ", got " + value);
+  };
+  RETURN_IF_ERROR(HostOf(c->listen_address()).status());
+  if (c->model_dir().empty())
+    return InvalidArgumentError("model_dir is required (config field or --model)");
+  RETURN_IF_ERROR(check(c->http_port() >= -1 && c->http_port() <= 65535, "http_port",
+                        "in [-1, 65535]", std::to_string(c->http_port())));
+  RETURN_IF_ERROR(check(c->threads() >= 0, "threads", ">= 0", std::to_string(c->threads())));
+  RETURN_IF_ERROR(check(c->workers() >= 1 && c->workers() <= 256, "workers", "in [1, 256]",
+                        std::to_string(c->workers())));
+  RETURN_IF_ERROR(check(c->queue_capacity() >= 0 && c->queue_capacity() <= 100000, "queue_capacity",
+                        "in [0, 100000]", std::to_string(c->queue_capacity())));
+  RETURN_IF_ERROR(check(c->max_prompt_tokens() >= 0, "max_prompt_tokens", ">= 0",
+                        std::to_string(c->max_prompt_tokens())));
+  RETURN_IF_ERROR(check(c->max_new_tokens() >= 0, "max_new_tokens", ">= 0",
+                        std::to_string(c->max_new_tokens())));
+  RETURN_IF_ERROR(check(c->max_receive_message_bytes() >= 1024, "max_receive_message_bytes",
+                        ">= 1024", std::to_string(c->max_receive_message_bytes())));
+  RETURN_IF_ERROR(check(c->drain_timeout_seconds() > 0 && c->drain_timeout_seconds() <= 3600,
+                        "drain_timeout_seconds", "in (0, 3600]",
+                        std::to_string(c->drain_timeout_seconds())));
+  return Status::Ok();
+}
+
+StatusOr<v1::ServerConfig> LoadServerConfig(const std::string& path,
+                                            const ConfigOverrides& overrides) {
+  v1::ServerConfig config;
+  if (!path.empty()) {
+    std::ifstream in(path);
+    if (!in) return NotFoundError("cannot read config file " + path);
+    std::stringstream text;
+    text << in.rdbuf();
+    google::protobuf::TextFormat::Parser parser;
+    ErrorCollector errors;
+    parser.RecordErrorsTo(&errors);
+    if (!parser.ParseFromString(text.str(), &config)) {
+      return InvalidArgumentError("config file " + path + ": " + errors.first());
+    }
+  }
+  if (!overrides.model_dir.empty()) config.set_model_dir(overrides.model_dir);
+  if (!overrides.ports_file.empty()) config.set_ports_file(overrides.ports_file);
+  if (overrides.http_port != -2) config.set_http_port(overrides.http_port);
+  if (config.listen_address().empty()) config.set_listen_address("127.0.0.1:50051");
+  if (overrides.port >= 0) RETURN_IF_ERROR(ReplacePort(&config, overrides.port));
+  Status status = ApplyDefaultsAndValidate(&config);
+  if (!status.ok() && !path.empty()) return status.WithContext("config " + path);
+  return status.ok() ? StatusOr<v1::ServerConfig>(config) : StatusOr<v1::ServerConfig>(status);
+}
+
+}  // namespace memoria

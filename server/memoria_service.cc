@@ -1,0 +1,223 @@
+#include "server/memoria_service.h"
+
+#include "base/logging.h"
+#include "server/status_map.h"
+
+namespace memoria {
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+
+v1::StopReason ToProto(StopReason reason) {
+  switch (reason) {
+    case StopReason::kEos:
+      return v1::STOP_REASON_EOS;
+    case StopReason::kStopString:
+      return v1::STOP_REASON_STOP_STRING;
+    case StopReason::kMaxTokens:
+      return v1::STOP_REASON_MAX_TOKENS;
+    case StopReason::kContextFull:
+      return v1::STOP_REASON_CONTEXT_FULL;
+    case StopReason::kCancelled:
+      break;  // never a successful reply's reason
+  }
+  return v1::STOP_REASON_UNSPECIFIED;
+}
+
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+// Deadline first: gRPC also marks a call cancelled when its deadline passes, and the client must
+// see DEADLINE_EXCEEDED (and the metric count "deadline") then.
+Status CheckCall(grpc::ServerContext* context) {
+  const auto deadline = context->deadline();
+  if (deadline != std::chrono::system_clock::time_point::max() &&
+      std::chrono::system_clock::now() >= deadline) {
+    return DeadlineExceededError("the request's deadline passed");
+  }
+  if (context->IsCancelled()) return CancelledError("the client cancelled the request");
+  return Status::Ok();
+}
+
+}  // namespace
+
+MemoriaService::MemoriaService(const v1::ServerConfig& config, Metrics* metrics)
+    : config_(config), metrics_(metrics) {}
+
+MemoriaService::~MemoriaService() = default;
+
+void MemoriaService::StartServing(std::unique_ptr<ServingModel> serving) {
+  serving_ = std::move(serving);
+  // A drain that began during loading wins: the server never turns ready then.
+  State expected = State::kLoading;
+  state_.compare_exchange_strong(expected, State::kServing);
+}
+
+void MemoriaService::StartDraining() { state_.store(State::kDraining); }
+
+StatusOr<ServingModel*> MemoriaService::Serving() const {
+  switch (state_.load()) {
+    case State::kLoading:
+      return UnavailableError("the model is loading");
+    case State::kDraining:
+      return UnavailableError("the server is shutting down");
+    case State::kServing:
+      break;
+  }
+  return serving_.get();
+}
+
+grpc::Status MemoriaService::Finish(const char* method, grpc::ServerContext* context,
+                                    Clock::time_point start, const Status& status,
+                                    const std::string& detail) {
+  const double seconds = Seconds(Clock::now() - start);
+  metrics_->RecordRequest(method, StatusCodeName(status.code()), FailureReason(status.code()),
+                          seconds);
+  const uint64_t id = next_request_id_.fetch_add(1);
+  if (status.ok()) {
+    MEMORIA_LOG(kInfo, "request {} {} from {}: OK in {:.1f} ms {}", id, method, context->peer(),
+                seconds * 1e3, detail);
+  } else {
+    MEMORIA_LOG(kInfo, "request {} {} from {}: {} in {:.1f} ms", id, method, context->peer(),
+                status.ToString(), seconds * 1e3);
+  }
+  return ToGrpcStatus(status);
+}
+
+Status MemoriaService::Complete(grpc::ServerContext* context, const v1::GenerateRequest& request,
+                                const TokenCallback& on_token, v1::GenerateReply* reply) {
+  const auto start = Clock::now();
+  ASSIGN_OR_RETURN(ServingModel * serving, Serving());
+  ASSIGN_OR_RETURN(CompletionOptions options, ValidateGenerateRequest(request, serving->limits));
+  const std::vector<int> ids =
+      serving->tokenizer->Encode(request.prompt(), /*add_bos=*/!request.no_bos(),
+                                 /*add_eos=*/false);
+  RETURN_IF_ERROR(ValidatePromptTokens(ids, serving->limits, serving->model->config().vocab_size));
+  ASSIGN_OR_RETURN(CompletionRunner::Outcome outcome,
+                   serving->runner->Run(
+                       ids, options, [context] { return CheckCall(context); }, on_token));
+  const CompletionResult& r = outcome.result;
+  reply->set_text(r.text);
+  for (int id : r.output_ids) reply->add_token_ids(id);
+  reply->set_stop_reason(ToProto(r.stop_reason));
+  reply->set_prompt_tokens(static_cast<int32_t>(r.prompt_tokens));
+  reply->set_completion_tokens(static_cast<int32_t>(r.output_ids.size()));
+  v1::Timings* t = reply->mutable_timings();
+  t->set_queue_seconds(outcome.queue_seconds);
+  t->set_prefill_seconds(r.prefill_seconds);
+  t->set_decode_seconds(r.decode_seconds);
+  t->set_total_seconds(Seconds(Clock::now() - start));
+  return Status::Ok();
+}
+
+grpc::Status MemoriaService::Generate(grpc::ServerContext* context,
+                                      const v1::GenerateRequest* request,
+                                      v1::GenerateReply* reply) {
+  InFlight in_flight(&in_flight_);
+  const auto start = Clock::now();
+  Status status = Complete(context, *request, nullptr, reply);
+  return Finish("Generate", context, start, status,
+                "prompt " + std::to_string(reply->prompt_tokens()) + " tokens, generated " +
+                    std::to_string(reply->completion_tokens()));
+}
+
+grpc::Status MemoriaService::GenerateStream(grpc::ServerContext* context,
+                                            const v1::GenerateRequest* request,
+                                            grpc::ServerWriter<v1::GenerateStreamReply>* writer) {
+  InFlight in_flight(&in_flight_);
+  const auto start = Clock::now();
+  v1::GenerateReply reply;
+  v1::GenerateStreamReply message;
+  // Runs on the worker thread while this handler thread waits: writes never overlap.
+  auto on_token = [&](int id, const std::string& piece) {
+    message.set_token_id(id);
+    message.set_text(piece);
+    return writer->Write(message);  // false: the client is gone
+  };
+  Status status = Complete(context, *request, on_token, &reply);
+  if (status.ok()) {
+    v1::GenerateStreamReply last;
+    *last.mutable_done() = reply;
+    if (!writer->Write(last))
+      status = CancelledError("the client closed the stream before the summary");
+  }
+  return Finish("GenerateStream", context, start, status,
+                "prompt " + std::to_string(reply.prompt_tokens()) + " tokens, generated " +
+                    std::to_string(reply.completion_tokens()));
+}
+
+grpc::Status MemoriaService::ServerInfo(grpc::ServerContext* context, const v1::ServerInfoRequest*,
+                                        v1::ServerInfoReply* reply) {
+  InFlight in_flight(&in_flight_);
+  const auto start = Clock::now();
+  auto serving = Serving();
+  if (serving.ok()) {
+    const ServingModel& s = **serving;
+    const LlamaConfig& c = s.model->config();
+    reply->set_version(kVersion);
+    reply->set_model_dir(config_.model_dir());
+    reply->set_model_type("llama");
+    reply->set_vocab_size(static_cast<int32_t>(c.vocab_size));
+    reply->set_num_layers(c.num_layers);
+    reply->set_hidden_size(static_cast<int32_t>(c.hidden_size));
+    reply->set_max_sequence_length(s.model->max_sequence_length());
+    reply->set_max_prompt_tokens(static_cast<int32_t>(s.limits.max_prompt_tokens));
+    reply->set_max_new_tokens(static_cast<int32_t>(s.limits.max_new_tokens));
+    reply->set_workers(s.runner->workers());
+    reply->set_queue_capacity(s.runner->queue_capacity());
+    reply->set_threads_per_worker(s.runner->threads_per_worker());
+    reply->set_store_configured(s.store != nullptr);
+    if (s.store) reply->set_store_identity(s.store->identity().ToString());
+  }
+  return Finish("ServerInfo", context, start, serving.status(), "");
+}
+
+grpc::Status MemoriaService::GetPassage(grpc::ServerContext* context,
+                                        const v1::GetPassageRequest* request, v1::Passage* reply) {
+  InFlight in_flight(&in_flight_);
+  const auto start = Clock::now();
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(ServingModel * serving, Serving());
+    if (!serving->store)
+      return FailedPreconditionError("no passage store is configured (store_dir is empty)");
+    if (request->id().empty()) return InvalidArgumentError("passage id is empty");
+    auto texts = serving->store->GetText({request->id()});
+    RETURN_IF_ERROR(texts[0].status());
+    reply->set_id(request->id());
+    reply->set_title(texts[0]->title);
+    reply->set_text(texts[0]->text);
+    for (int32_t id : texts[0]->token_ids) reply->add_token_ids(id);
+    return Status::Ok();
+  };
+  return Finish("GetPassage", context, start, run(), "");
+}
+
+grpc::Status MemoriaService::DeletePassages(grpc::ServerContext* context,
+                                            const v1::DeletePassagesRequest* request,
+                                            v1::DeletePassagesReply* reply) {
+  InFlight in_flight(&in_flight_);
+  const auto start = Clock::now();
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(ServingModel * serving, Serving());
+    if (!serving->store)
+      return FailedPreconditionError("no passage store is configured (store_dir is empty)");
+    if (request->ids_size() == 0) return InvalidArgumentError("no passage ids given");
+    std::vector<std::string> ids(request->ids().begin(), request->ids().end());
+    // All-or-nothing: unknown ids fail the whole call (NOT_FOUND naming them) before deleting.
+    auto texts = serving->store->GetText(ids);
+    std::string missing;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (texts[i].ok()) continue;
+      if (texts[i].status().code() != StatusCode::kNotFound) return texts[i].status();
+      missing += (missing.empty() ? "'" : ", '") + ids[i] + "'";
+    }
+    if (!missing.empty()) return NotFoundError("unknown passage ids: " + missing);
+    RETURN_IF_ERROR(serving->store->Delete(ids));
+    reply->set_deleted(static_cast<int32_t>(ids.size()));
+    return Status::Ok();
+  };
+  return Finish("DeletePassages", context, start, run(), "");
+}
+
+}  // namespace memoria

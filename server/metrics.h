@@ -1,0 +1,77 @@
+// The server's metrics, rendered in the Prometheus text exposition format (version 0.0.4) for
+// GET /metrics. One prefix ("memoria_"), base units (seconds, tokens), "_total" on counters.
+//
+//   memoria_requests_total{method,code}              counter, every finished RPC
+//   memoria_request_failures_total{reason}           counter; reasons of FailureReason()
+//                                                    (status_map.h), all present from the start
+//   memoria_request_duration_seconds{method}         histogram, admission to reply
+//   memoria_queue_wait_seconds                       histogram, waiting for a worker
+//   memoria_prefill_seconds, memoria_decode_seconds  histograms per generation
+//   memoria_prompt_tokens_total, memoria_generated_tokens_total   counters
+//   memoria_queue_size                               gauge, requests waiting for a worker
+//   memoria_workers_busy                             gauge
+//   memoria_decode_tokens_per_second                 gauge, of the last finished generation
+//   memoria_ready                                    gauge, 1 when /readyz is 200
+//
+// Thread-safety: every method may be called concurrently (one mutex; updates are a few adds).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace memoria {
+
+// Cumulative histogram with fixed upper bounds (seconds).
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void Observe(double value);
+  // Appends the _bucket/_sum/_count lines; `labels` is "" or `method="Generate"` style.
+  void Render(const std::string& name, const std::string& labels, std::string* out) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // per bucket (not cumulative); last = +Inf
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+
+  // One finished RPC: its method ("Generate"), gRPC code name ("OK", "RESOURCE_EXHAUSTED") and
+  // failure reason ("" when OK), and its wall time from arrival to reply.
+  void RecordRequest(const std::string& method, const std::string& code, const std::string& reason,
+                     double seconds);
+  void ObserveQueueWait(double seconds);
+  // One finished generation (also partial ones: cancelled work still used the cores).
+  void RecordGeneration(int64_t prompt_tokens, int64_t generated_tokens, double prefill_seconds,
+                        double decode_seconds);
+  void SetQueueSize(int64_t waiting) { queue_size_.store(waiting); }
+  void SetWorkersBusy(int64_t busy) { workers_busy_.store(busy); }
+  void SetReady(bool ready) { ready_.store(ready ? 1 : 0); }
+
+  std::string RenderPrometheus() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, uint64_t> requests_;  // (method, code)
+  std::map<std::string, uint64_t> failures_;                          // reason
+  std::map<std::string, Histogram> request_seconds_;                  // method
+  Histogram queue_seconds_;
+  Histogram prefill_seconds_;
+  Histogram decode_seconds_;
+  uint64_t prompt_tokens_ = 0;
+  uint64_t generated_tokens_ = 0;
+  double last_decode_tokens_per_second_ = 0;
+  std::atomic<int64_t> queue_size_{0};
+  std::atomic<int64_t> workers_busy_{0};
+  std::atomic<int> ready_{0};
+};
+
+}  // namespace memoria

@@ -1,0 +1,59 @@
+// MemoriaServer: the whole serving process minus main(): the gRPC server (Memoria service,
+// standard health service, optional reflection), the HTTP probe/metrics server, model loading
+// with a warm-up, and graceful draining.
+//
+// States and what the outside sees:
+//   listening, loading   gRPC health NOT_SERVING, /readyz 503 {"status":"loading"}, calls
+//   UNAVAILABLE ready                health SERVING, /readyz 200 (only after load + warm-up
+//   generation) draining (Drain)     health NOT_SERVING and /readyz 503 at once, new calls
+//   UNAVAILABLE,
+//                        in-flight calls run to completion until the drain timeout, then are
+//                        cancelled
+//   /healthz is 200 in every state while the process lives.
+#pragma once
+
+#include <grpcpp/server.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "server/http_server.h"
+#include "server/memoria_service.h"
+#include "server/metrics.h"
+#include "server_config.pb.h"
+
+namespace memoria {
+
+class MemoriaServer {
+ public:
+  explicit MemoriaServer(v1::ServerConfig config);  // config after ApplyDefaultsAndValidate
+  ~MemoriaServer();
+
+  // Binds both ports and starts answering (not ready yet); writes ports_file when configured.
+  // UNAVAILABLE when a port cannot be bound.
+  Status Listen();
+  // Loads tokenizer, model (and store), runs the warm-up, then turns ready. Errors name the path.
+  Status LoadAndServe();
+  // Graceful shutdown (see above). Returns once every call has finished or been cancelled.
+  void Drain();
+
+  int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_ ? http_->port() : -1; }
+
+ private:
+  HttpResponse HandleHttp(const std::string& path);
+  Status WritePortsFile() const;
+
+  v1::ServerConfig config_;
+  Metrics metrics_;
+  std::unique_ptr<MemoriaService> service_;
+  std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<HttpServer> http_;
+  int grpc_port_ = 0;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace memoria
