@@ -1,0 +1,216 @@
+#include "tools/store_builder.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <unordered_map>
+
+#include "engine/t5_model.h"
+#include "engine/tokenizer.h"
+#include "engine/weights.h"
+#include "storage/codec.h"
+
+namespace memoria {
+namespace {
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+Status CheckOptions(const StoreBuildOptions& o) {
+  if (o.corpus_path.empty()) return InvalidArgumentError("no corpus path");
+  if (o.model_dir.empty()) return InvalidArgumentError("no model directory");
+  if (o.store_dir.empty()) return InvalidArgumentError("no store directory");
+  if (o.codec.empty()) return InvalidArgumentError("no codec (e.g. \"pq:g=96,bits=8\", \"btr\", \"none\")");
+  if (!(o.alpha >= 0.0 && o.alpha <= 1.0)) {
+    return InvalidArgumentError("alpha must be in [0, 1], got " + std::to_string(o.alpha));
+  }
+  if (o.batch_passages < 1) {
+    return InvalidArgumentError("batch size must be >= 1, got " + std::to_string(o.batch_passages));
+  }
+  // Two ids at least: one content piece and the EOS that ends a FiD passage part.
+  if (o.max_passage_tokens < 2) {
+    return InvalidArgumentError("max passage tokens must be >= 2, got " +
+                                std::to_string(o.max_passage_tokens));
+  }
+  if (o.train_tokens < 1) {
+    return InvalidArgumentError("train tokens must be >= 1, got " + std::to_string(o.train_tokens));
+  }
+  if (o.threads < 0) return InvalidArgumentError("threads must be >= 0, got " + std::to_string(o.threads));
+  return Status::Ok();
+}
+
+std::string DefaultTokenizerPath(const std::string& model_dir) {
+  // HF T5 checkpoints ship spiece.model; converted LLaMA-style dirs ship tokenizer.model.
+  const std::string spiece = model_dir + "/spiece.model";
+  std::error_code ec;
+  return std::filesystem::exists(spiece, ec) ? spiece : model_dir + "/tokenizer.model";
+}
+
+}  // namespace
+
+Status BuildStore(const StoreBuildOptions& options,
+                  const std::function<void(const StoreBuildProgress&)>& progress,
+                  StoreBuildReport* report) {
+  const auto t_start = std::chrono::steady_clock::now();
+  RETURN_IF_ERROR(CheckOptions(options));
+  StoreBuildReport r;
+  auto notify = [&](const StoreBuildProgress& p) {
+    if (progress) progress(p);
+  };
+
+  ASSIGN_OR_RETURN(std::vector<CorpusPassage> corpus,
+                   ReadCorpus(options.corpus_path, options.corpus_format, options.limit));
+  if (corpus.empty()) return InvalidArgumentError("corpus " + options.corpus_path + " has no passages");
+
+  // The fingerprint needs every weight byte, which T5Model does not keep as a ModelDir; open the
+  // directory once more (a second read-only mapping of the same files, released right after).
+  uint64_t fingerprint = 0;
+  {
+    ASSIGN_OR_RETURN(auto dir, ModelDir::Open(options.model_dir));
+    fingerprint = dir->Fingerprint();
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<const T5Model> model, T5Model::Load(options.model_dir));
+  LumenOptions lumen_options;
+  lumen_options.alpha = options.alpha;
+  ASSIGN_OR_RETURN(std::unique_ptr<LumenModel> lumen, LumenModel::Create(model, lumen_options));
+  const std::string tokenizer_path =
+      options.tokenizer_path.empty() ? DefaultTokenizerPath(options.model_dir) : options.tokenizer_path;
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Open(tokenizer_path));
+  if (tokenizer->vocab_size() > model->config().vocab_size) {
+    return InvalidArgumentError("tokenizer " + tokenizer_path + " has " +
+                                std::to_string(tokenizer->vocab_size()) +
+                                " pieces, more than the model's vocabulary of " +
+                                std::to_string(model->config().vocab_size));
+  }
+  const int64_t d = model->config().d_model;
+  const int eos = model->config().eos_token_id;
+
+  // Tokenize everything up front: ids are small (4 bytes per token) and the sample needs counts.
+  std::vector<std::vector<int>> ids(corpus.size());
+  for (size_t i = 0; i < corpus.size(); ++i) {
+    ids[i] = FidPassageIds(*tokenizer, options.fid_template, corpus[i].title, corpus[i].text, eos);
+    if (int64_t(ids[i].size()) > options.max_passage_tokens) {
+      ids[i].resize(size_t(options.max_passage_tokens));
+      ids[i].back() = eos;
+      ++r.truncated_passages;
+    }
+  }
+
+  ThreadPool pool(options.threads);
+  LumenScratch scratch;
+  ASSIGN_OR_RETURN(CodecSpec spec, CodecSpec::Parse(options.codec, d));
+  ASSIGN_OR_RETURN(std::unique_ptr<Codec> codec, CreateCodec(spec));
+  std::unordered_map<size_t, std::vector<float>> cached;  // sample passages' memory, by index
+
+  // Memory-encodes passages `which` (indices into corpus) in batches; calls sink(index, memory).
+  auto encode = [&](const std::vector<size_t>& which, const std::string& stage,
+                    const std::function<Status(size_t, std::vector<float>&&)>& sink) -> Status {
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t tokens = 0;
+    for (size_t b = 0; b < which.size(); b += size_t(options.batch_passages)) {
+      const size_t e = std::min(which.size(), b + size_t(options.batch_passages));
+      std::vector<std::vector<int>> batch;
+      for (size_t k = b; k < e; ++k) batch.push_back(ids[which[k]]);
+      std::vector<std::vector<float>> memory;
+      RETURN_IF_ERROR(lumen->MemoryEncode(pool, batch, &memory, &scratch));
+      for (size_t k = b; k < e; ++k) {
+        tokens += int64_t(batch[k - b].size());
+        RETURN_IF_ERROR(sink(which[k], std::move(memory[k - b])));
+      }
+      notify({stage, int64_t(e), int64_t(which.size()), tokens, Since(t0)});
+    }
+    r.encode_seconds += Since(t0);
+    return Status::Ok();
+  };
+
+  if (!options.pq_codebooks.empty()) {
+    if (spec.id != CodecId::kPq) {
+      return InvalidArgumentError("codebooks to import were given but the codec is " + spec.ToString());
+    }
+    RETURN_IF_ERROR(ImportPqCodebooks(options.pq_codebooks, options.pq_codebooks_tensor, codec.get()));
+  } else if (!codec->ready()) {
+    std::vector<size_t> order(corpus.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::shuffle(order.begin(), order.end(), std::mt19937_64(options.seed));
+    std::vector<size_t> sample;
+    int64_t sample_tokens = 0;
+    for (size_t i : order) {
+      if (sample_tokens >= options.train_tokens) break;
+      sample.push_back(i);
+      sample_tokens += int64_t(ids[i].size());
+    }
+    std::vector<float> train;
+    train.reserve(size_t(sample_tokens * d));
+    RETURN_IF_ERROR(encode(sample, "sample", [&](size_t i, std::vector<float>&& m) {
+      train.insert(train.end(), m.begin(), m.end());
+      cached.emplace(i, std::move(m));
+      return Status::Ok();
+    }));
+    const auto t0 = std::chrono::steady_clock::now();
+    CodecTrainReport train_report;
+    RETURN_IF_ERROR(codec->Train(pool, sample_tokens, train.data(), d, options.train, &train_report));
+    r.train_seconds = Since(t0);
+    r.training_vectors = sample_tokens;
+    r.distortion = train_report.distortion;
+    notify({"train", int64_t(sample.size()), int64_t(sample.size()), sample_tokens, r.train_seconds});
+  }
+
+  r.identity.model_fingerprint = fingerprint;
+  r.identity.layer_split = lumen->memory_layers();
+  r.identity.codec = spec;
+  PassageStoreOptions store_options;
+  store_options.sync = options.sync;
+  std::unique_ptr<PassageStore> store;
+  RETURN_IF_ERROR(PassageStore::Create(store_options, options.store_dir, r.identity, *codec, &store));
+
+  // Ingest in file order, one durable WriteBatch per batch of passages.
+  const auto t_ingest = std::chrono::steady_clock::now();
+  double encode_before = r.encode_seconds;
+  for (size_t b = 0; b < corpus.size(); b += size_t(options.batch_passages)) {
+    const size_t e = std::min(corpus.size(), b + size_t(options.batch_passages));
+    std::vector<size_t> missing;
+    for (size_t i = b; i < e; ++i) {
+      if (!cached.count(i)) missing.push_back(i);
+    }
+    std::unordered_map<size_t, std::vector<float>> fresh;
+    if (!missing.empty()) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<std::vector<int>> batch;
+      for (size_t i : missing) batch.push_back(ids[i]);
+      std::vector<std::vector<float>> memory;
+      RETURN_IF_ERROR(lumen->MemoryEncode(pool, batch, &memory, &scratch));
+      for (size_t k = 0; k < missing.size(); ++k) fresh.emplace(missing[k], std::move(memory[k]));
+      r.encode_seconds += Since(t0);
+    }
+    std::vector<PassageInput> inputs;
+    int64_t batch_tokens = 0;
+    for (size_t i = b; i < e; ++i) {
+      auto it = cached.find(i);
+      const std::vector<float>& m = it != cached.end() ? it->second : fresh.at(i);
+      PassageInput in;
+      in.id = corpus[i].id;
+      in.title = corpus[i].title;
+      in.text = corpus[i].text;
+      in.token_ids.assign(ids[i].begin(), ids[i].end());
+      in.num_tokens = int64_t(ids[i].size());
+      in.memory = m.data();
+      inputs.push_back(std::move(in));
+      batch_tokens += int64_t(ids[i].size());
+    }
+    RETURN_IF_ERROR(store->Ingest(pool, inputs));
+    for (size_t i = b; i < e; ++i) cached.erase(i);
+    r.passages += int64_t(e - b);
+    r.tokens += batch_tokens;
+    notify({"ingest", int64_t(e), int64_t(corpus.size()), r.tokens, Since(t_ingest)});
+  }
+  r.ingest_seconds = Since(t_ingest) - (r.encode_seconds - encode_before);
+  RETURN_IF_ERROR(store->Flush());
+  r.total_seconds = Since(t_start);
+  if (report != nullptr) *report = std::move(r);
+  return Status::Ok();
+}
+
+}  // namespace memoria

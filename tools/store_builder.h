@@ -1,0 +1,88 @@
+// Building a passage store from a corpus (the library behind `memoria build-store`):
+//
+//   corpus (tools/corpus_reader.h) -> FiD passage part "title: T context: P" + EOS, tokenized by
+//   the model's SentencePiece tokenizer and truncated to max_passage_tokens (EOS kept last)
+//   -> LUMEN memory encoder (engine/lumen.h) of the T5 model dir at live fraction alpha
+//   -> codec fitted on a sample (pq: k-means codebooks, or codebooks imported from safetensors;
+//      btr: calibration; none: nothing) -> PassageStore::Create + Ingest in batches.
+//
+// The store's identity is the model dir's fingerprint (ModelDir::Fingerprint: config + weights),
+// the layer split (memory-encoder layers = num_layers - round(alpha * num_layers)) and the codec
+// spec, so a server with another model, alpha or codec refuses the store.
+//
+// Training sample: passages are drawn in a seeded random order until their tokens reach
+// train_tokens (all passages when the corpus is smaller); every token of a drawn passage is a
+// training vector. Why whole passages in random order: memory vectors of neighbouring tokens are
+// correlated, and the first passages of a file are often one article. The sample's memory is kept
+// and ingested as is, so no passage is encoded twice (peak memory: train_tokens * d * 4 bytes).
+//
+// Units: tokens are SentencePiece ids; memory vectors are d_model f32; seconds are wall time.
+// Errors: those of ReadCorpus, T5Model::Load, Tokenizer::Open, CodecSpec::Parse, Codec::Train
+// (e.g. INVALID_ARGUMENT when the sample has fewer vectors than PQ codes, with both numbers),
+// ImportPqCodebooks and PassageStore::Create (ALREADY_EXISTS for an existing store) / Ingest;
+// INVALID_ARGUMENT for an empty corpus, options out of range, or a tokenizer whose vocabulary is
+// larger than the model's. A failure after Create leaves the passages of acknowledged batches in
+// the store (each batch is atomic and durable); rerunning needs a fresh directory.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/lumen.h"
+#include "storage/passage_store.h"
+#include "tools/corpus_reader.h"
+
+namespace memoria {
+
+struct StoreBuildOptions {
+  std::string corpus_path;
+  CorpusFormat corpus_format = CorpusFormat::kAuto;
+  int64_t limit = 0;               // passages read from the corpus, <= 0: all
+  std::string model_dir;           // T5 model dir (config.json + safetensors)
+  std::string tokenizer_path;      // "": <model_dir>/spiece.model, else <model_dir>/tokenizer.model
+  std::string store_dir;           // created; must not hold a store yet
+  std::string codec;               // CodecSpec::Parse text: "none", "none:bf16", "pq:g=96,bits=8", "btr"
+  double alpha = 1.0 / 3.0;        // LUMEN live fraction, [0, 1]
+  int64_t batch_passages = 32;     // passages per MemoryEncode call and per durable WriteBatch, >= 1
+  int64_t max_passage_tokens = 256;  // FiD passage part truncated to this many ids, >= 2
+  int64_t train_tokens = 65536;    // memory vectors to fit the codec on (pq, btr), >= 1
+  CodecTrainOptions train;         // pq k-means settings
+  std::string pq_codebooks;        // safetensors [g, C, d_pad/g] to import instead of training
+  std::string pq_codebooks_tensor = "codebooks";
+  uint64_t seed = 1;               // sample order
+  int threads = 0;                 // ThreadPool size, 0 = all cores
+  bool sync = true;                // PassageStoreOptions::sync (fsync the WAL per batch)
+  FidTemplate fid_template;
+};
+
+// Reported after each encoded batch of the sample ("sample"), after training ("train") and after
+// each ingested batch ("ingest").
+struct StoreBuildProgress {
+  std::string stage;
+  int64_t done = 0;     // passages done in this stage
+  int64_t total = 0;    // passages in this stage
+  int64_t tokens = 0;   // tokens done in this stage
+  double seconds = 0;   // since the stage started
+};
+
+struct StoreBuildReport {
+  int64_t passages = 0;
+  int64_t tokens = 0;
+  int64_t truncated_passages = 0;  // passages cut to max_passage_tokens
+  int64_t training_vectors = 0;    // 0 when the codec needed no fitting or was imported
+  std::vector<double> distortion;  // pq: per k-means iteration (CodecTrainReport)
+  StoreIdentity identity;
+  double encode_seconds = 0;       // memory encoder, all passages
+  double train_seconds = 0;
+  double ingest_seconds = 0;       // codec encode + RocksDB writes
+  double total_seconds = 0;
+};
+
+Status BuildStore(const StoreBuildOptions& options,
+                  const std::function<void(const StoreBuildProgress&)>& progress,
+                  StoreBuildReport* report);
+
+}  // namespace memoria
