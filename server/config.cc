@@ -6,6 +6,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/lumen.h"
+#include "server/model_kind.h"
+
 namespace memoria {
 namespace {
 
@@ -53,9 +56,20 @@ Status ApplyDefaultsAndValidate(v1::ServerConfig* c) {
   if (c->max_receive_message_bytes() == 0) c->set_max_receive_message_bytes(4 << 20);
   if (c->drain_timeout_seconds() == 0) c->set_drain_timeout_seconds(30);
   if (c->log_level().empty()) c->set_log_level("info");
+  if (c->model_kind().empty() && !c->model_dir().empty())
+    c->set_model_kind(DetectModelKind(c->model_dir()));
   if (c->tokenizer_path().empty() && !c->model_dir().empty()) {
-    c->set_tokenizer_path(c->model_dir() + "/tokenizer.model");
+    c->set_tokenizer_path(DefaultTokenizerPath(c->model_dir(), c->model_kind()));
   }
+  v1::T5Settings* t5 = c->mutable_t5();
+  if (!t5->has_alpha()) t5->set_alpha(1.0 / 3.0);
+  if (t5->question_prefix().empty()) t5->set_question_prefix(FidTemplate().question_prefix);
+  if (t5->title_prefix().empty()) t5->set_title_prefix(FidTemplate().title_prefix);
+  if (t5->context_prefix().empty()) t5->set_context_prefix(FidTemplate().context_prefix);
+  if (t5->max_passage_tokens() == 0) t5->set_max_passage_tokens(256);
+  if (t5->max_question_tokens() == 0) t5->set_max_question_tokens(128);
+  if (t5->max_passages() == 0) t5->set_max_passages(100);
+  if (t5->ingest_batch_passages() == 0) t5->set_ingest_batch_passages(16);
 
   auto check = [](bool ok, const std::string& field, const std::string& rule,
                   const std::string& value) {
@@ -77,6 +91,18 @@ Status ApplyDefaultsAndValidate(v1::ServerConfig* c) {
                         std::to_string(c->max_new_tokens())));
   RETURN_IF_ERROR(check(c->max_receive_message_bytes() >= 1024, "max_receive_message_bytes",
                         ">= 1024", std::to_string(c->max_receive_message_bytes())));
+  RETURN_IF_ERROR(check(c->model_kind() == "llama" || c->model_kind() == "t5", "model_kind",
+                        "\"llama\" or \"t5\"", "\"" + c->model_kind() + "\""));
+  RETURN_IF_ERROR(check(t5->alpha() >= 0 && t5->alpha() <= 1, "t5.alpha", "in [0, 1]",
+                        std::to_string(t5->alpha())));
+  RETURN_IF_ERROR(check(t5->max_passage_tokens() >= 2, "t5.max_passage_tokens", ">= 2",
+                        std::to_string(t5->max_passage_tokens())));
+  RETURN_IF_ERROR(check(t5->max_question_tokens() >= 1, "t5.max_question_tokens", ">= 1",
+                        std::to_string(t5->max_question_tokens())));
+  RETURN_IF_ERROR(check(t5->max_passages() >= 1, "t5.max_passages", ">= 1",
+                        std::to_string(t5->max_passages())));
+  RETURN_IF_ERROR(check(t5->ingest_batch_passages() >= 1, "t5.ingest_batch_passages", ">= 1",
+                        std::to_string(t5->ingest_batch_passages())));
   RETURN_IF_ERROR(check(c->drain_timeout_seconds() > 0 && c->drain_timeout_seconds() <= 3600,
                         "drain_timeout_seconds", "in (0, 3600]",
                         std::to_string(c->drain_timeout_seconds())));

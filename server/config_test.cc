@@ -53,6 +53,38 @@ TEST(ServerConfigTest, ErrorsNameTheProblem) {
             StatusCode::kNotFound);
 }
 
+TEST(ServerConfigTest, ModelKindIsDetectedAndT5SettingsGetDefaults) {
+  const std::string dir = testing::MakeTempDir("memoria-config-t5");
+  std::ofstream(dir + "/config.json") << "{\"model_type\": \"t5\", \"d_model\": 32}";
+  std::ofstream(dir + "/spiece.model") << "x";
+  auto config = LoadServerConfig(WriteConfig("model_dir: \"" + dir + "\"\n"), {});
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->model_kind(), "t5");
+  EXPECT_EQ(config->tokenizer_path(), dir + "/spiece.model");
+  EXPECT_NEAR(config->t5().alpha(), 1.0 / 3.0, 1e-12);
+  EXPECT_EQ(config->t5().question_prefix(), "question: ");
+  EXPECT_EQ(config->t5().max_passage_tokens(), 256);
+  // alpha 0 (a pure memory model) is a value, not "unset".
+  auto zero = LoadServerConfig(WriteConfig("model_dir: \"" + dir + "\"\nt5 { alpha: 0 }\n"), {});
+  ASSERT_TRUE(zero.ok());
+  EXPECT_EQ(zero->t5().alpha(), 0.0);
+  auto bad = LoadServerConfig(WriteConfig("model_dir: \"m\"\nt5 { alpha: 1.5 }\n"), {});
+  EXPECT_NE(bad.status().message().find("t5.alpha must be in [0, 1], got 1.5"), std::string::npos)
+      << bad.status().message();
+  auto kind = LoadServerConfig(WriteConfig("model_dir: \"m\"\nmodel_kind: \"bert\"\n"), {});
+  EXPECT_NE(kind.status().message().find("model_kind must be"), std::string::npos);
+  // A LLaMA dir (no model_type t5) keeps the LLaMA defaults.
+  auto llama = LoadServerConfig(WriteConfig("model_dir: \"m\"\n"), {});
+  EXPECT_EQ(llama->model_kind(), "llama");
+}
+
+TEST(ServerConfigTest, TheShippedT5ConfigIsValid) {
+  auto config = LoadServerConfig(testing::SourceDir() + "/configs/t5_lumen.textproto", {});
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->model_kind(), "t5");
+  EXPECT_FALSE(config->store_dir().empty());
+}
+
 TEST(ServerConfigTest, TheShippedDefaultConfigIsValid) {
   auto config = LoadServerConfig(testing::SourceDir() + "/configs/default.textproto", {});
   ASSERT_TRUE(config.ok()) << config.status().ToString();

@@ -1,6 +1,9 @@
 #include "server/memoria_service.h"
 
+#include <chrono>
+
 #include "base/logging.h"
+#include "server/lumen_requests.h"
 #include "server/status_map.h"
 
 namespace memoria {
@@ -89,6 +92,24 @@ Status MemoriaService::Complete(grpc::ServerContext* context, const v1::Generate
                                 const TokenCallback& on_token, v1::GenerateReply* reply) {
   const auto start = Clock::now();
   ASSIGN_OR_RETURN(ServingModel * serving, Serving());
+  if (serving->lumen) {
+    RETURN_IF_ERROR(AnswerLumenRequest(
+        *serving->lumen, serving->limits, request, [context] { return CheckCall(context); },
+        reply));
+    if (on_token) {
+      // LumenRunner generates the whole answer in one engine call (T5Generate takes no
+      // per-token hook), so the stream carries its tokens once it is done.
+      std::vector<int> previous;
+      for (int id : reply->token_ids()) {
+        ASSIGN_OR_RETURN(std::string piece,
+                         serving->lumen->tokenizer->DecodeIncrement(previous, id));
+        previous.push_back(id);
+        if (!on_token(id, piece)) return CancelledError("the client closed the stream");
+      }
+    }
+    reply->mutable_timings()->set_total_seconds(Seconds(Clock::now() - start));
+    return Status::Ok();
+  }
   ASSIGN_OR_RETURN(CompletionOptions options, ValidateGenerateRequest(request, serving->limits));
   const std::vector<int> ids =
       serving->tokenizer->Encode(request.prompt(), /*add_bos=*/!request.no_bos(),
@@ -154,21 +175,45 @@ grpc::Status MemoriaService::ServerInfo(grpc::ServerContext* context, const v1::
   auto serving = Serving();
   if (serving.ok()) {
     const ServingModel& s = **serving;
-    const LlamaConfig& c = s.model->config();
     reply->set_version(kVersion);
     reply->set_model_dir(config_.model_dir());
-    reply->set_model_type("llama");
-    reply->set_vocab_size(static_cast<int32_t>(c.vocab_size));
-    reply->set_num_layers(c.num_layers);
-    reply->set_hidden_size(static_cast<int32_t>(c.hidden_size));
-    reply->set_max_sequence_length(s.model->max_sequence_length());
     reply->set_max_prompt_tokens(static_cast<int32_t>(s.limits.max_prompt_tokens));
     reply->set_max_new_tokens(static_cast<int32_t>(s.limits.max_new_tokens));
-    reply->set_workers(s.runner->workers());
-    reply->set_queue_capacity(s.runner->queue_capacity());
-    reply->set_threads_per_worker(s.runner->threads_per_worker());
+    if (s.lumen) {
+      const T5Config& c = s.lumen->lumen->model().config();
+      reply->set_model_type("t5");
+      reply->set_vocab_size(static_cast<int32_t>(c.vocab_size));
+      reply->set_num_layers(c.num_layers);
+      reply->set_hidden_size(static_cast<int32_t>(c.d_model));
+      reply->set_alpha(s.lumen->alpha);
+      reply->set_memory_layers(s.lumen->lumen->memory_layers());
+      reply->set_workers(s.lumen->runner->workers());
+      reply->set_queue_capacity(s.lumen->runner->queue_capacity());
+      reply->set_threads_per_worker(s.lumen->runner->threads_per_worker());
+      if (s.lumen->retriever) {
+        reply->set_store_passages(s.lumen->retriever->size());
+        reply->set_retriever("bm25 (in-memory, rebuilt from the store at start)");
+      }
+    } else {
+      const LlamaConfig& c = s.model->config();
+      reply->set_model_type("llama");
+      reply->set_vocab_size(static_cast<int32_t>(c.vocab_size));
+      reply->set_num_layers(c.num_layers);
+      reply->set_hidden_size(static_cast<int32_t>(c.hidden_size));
+      reply->set_max_sequence_length(s.model->max_sequence_length());
+      reply->set_workers(s.runner->workers());
+      reply->set_queue_capacity(s.runner->queue_capacity());
+      reply->set_threads_per_worker(s.runner->threads_per_worker());
+    }
     reply->set_store_configured(s.store != nullptr);
-    if (s.store) reply->set_store_identity(s.store->identity().ToString());
+    if (s.store) {
+      const CodecSpec& codec = s.store->identity().codec;
+      reply->set_store_identity(s.store->identity().ToString());
+      reply->set_codec(codec.ToString());
+      reply->set_bytes_per_token(codec.BytesPerToken());
+      if (codec.BytesPerToken() > 0)
+        reply->set_compression_ratio(4.0 * double(codec.dim) / double(codec.BytesPerToken()));
+    }
   }
   return Finish("ServerInfo", context, start, serving.status(), "");
 }
@@ -214,10 +259,89 @@ grpc::Status MemoriaService::DeletePassages(grpc::ServerContext* context,
     }
     if (!missing.empty()) return NotFoundError("unknown passage ids: " + missing);
     RETURN_IF_ERROR(serving->store->Delete(ids));
+    if (serving->lumen && serving->lumen->retriever) {
+      for (const std::string& id : ids) serving->lumen->retriever->Remove(id);
+      metrics_->SetStorePassages(serving->lumen->retriever->size());
+    }
     reply->set_deleted(static_cast<int32_t>(ids.size()));
     return Status::Ok();
   };
   return Finish("DeletePassages", context, start, run(), "");
+}
+
+Status MemoriaService::IngestPassages(grpc::ServerContext* context,
+                                      grpc::ServerReader<v1::IngestRequest>* reader,
+                                      v1::IngestReply* reply) {
+  ASSIGN_OR_RETURN(ServingModel * serving, Serving());
+  if (!serving->lumen) {
+    return UnimplementedError(
+        "Ingest memory-encodes passages with a T5 model; this server serves a LLaMA model");
+  }
+  LumenServing& lumen = *serving->lumen;
+  if (lumen.store == nullptr) return FailedPreconditionError(lumen.no_store_reason);
+  const int eos = lumen.lumen->model().config().eos_token_id;
+  const size_t batch_size = static_cast<size_t>(lumen.settings.ingest_batch_passages());
+  const int64_t max_tokens = lumen.settings.max_passage_tokens();
+  std::vector<LumenRunner::IngestItem> batch;
+  int64_t received = 0;
+  // Writes the batch durably, then makes it visible to the retriever and counts it.
+  auto flush = [&]() -> Status {
+    if (batch.empty()) return Status::Ok();
+    auto outcome = lumen.runner->Ingest(batch, [context] { return CheckCall(context); });
+    if (!outcome.ok()) {
+      return outcome.status().WithContext(std::to_string(reply->ingested()) +
+                                          " passages of this call were stored before this batch");
+    }
+    for (const auto& item : batch) lumen.retriever->Upsert(item.id, item.title, item.text);
+    reply->set_ingested(reply->ingested() + static_cast<int32_t>(batch.size()));
+    reply->set_tokens(reply->tokens() + outcome->tokens);
+    reply->set_code_bytes(reply->code_bytes() + outcome->code_bytes);
+    reply->set_encode_seconds(reply->encode_seconds() + outcome->encode_seconds);
+    reply->set_write_seconds(reply->write_seconds() + outcome->write_seconds);
+    metrics_->AddIngested(static_cast<int64_t>(batch.size()));
+    metrics_->SetStorePassages(lumen.retriever->size());
+    batch.clear();
+    return Status::Ok();
+  };
+  v1::IngestRequest message;
+  while (reader->Read(&message)) {
+    const v1::Passage& p = message.passage();
+    const std::string where = "passage " + std::to_string(received);
+    if (p.id().empty()) return InvalidArgumentError(where + " has an empty id");
+    if (p.text().empty()) return InvalidArgumentError(where + " ('" + p.id() + "') has no text");
+    // One WriteBatch may not hold an id twice (PassageStore::Ingest); a later batch may (the
+    // later passage then wins, as a re-sent id overwrites).
+    bool repeated = false;
+    for (const auto& item : batch) repeated = repeated || item.id == p.id();
+    if (repeated) RETURN_IF_ERROR(flush());
+    LumenRunner::IngestItem item{
+        p.id(), p.title(), p.text(),
+        FidPassageIds(*lumen.tokenizer, lumen.fid, p.title(), p.text(), eos)};
+    // Same cut as `memoria build-store`: max_passage_tokens ids, EOS kept last.
+    if (static_cast<int64_t>(item.ids.size()) > max_tokens) {
+      item.ids.resize(static_cast<size_t>(max_tokens));
+      item.ids.back() = eos;
+      reply->set_truncated(reply->truncated() + 1);
+    }
+    batch.push_back(std::move(item));
+    ++received;
+    if (batch.size() >= batch_size) RETURN_IF_ERROR(flush());
+  }
+  RETURN_IF_ERROR(CheckCall(context));  // a stream cut short by the client is not a whole ingest
+  RETURN_IF_ERROR(flush());
+  if (received == 0) return InvalidArgumentError("no passages were sent");
+  return Status::Ok();
+}
+
+grpc::Status MemoriaService::Ingest(grpc::ServerContext* context,
+                                    grpc::ServerReader<v1::IngestRequest>* reader,
+                                    v1::IngestReply* reply) {
+  InFlight in_flight(&in_flight_);
+  const auto start = Clock::now();
+  Status status = IngestPassages(context, reader, reply);
+  return Finish("Ingest", context, start, status,
+                std::to_string(reply->ingested()) + " passages, " +
+                    std::to_string(reply->tokens()) + " tokens");
 }
 
 }  // namespace memoria

@@ -2,6 +2,10 @@
 // status codes, record metrics and one log line per request. Thin by design
 // (docs/architecture.md): the work is in CompletionRunner and the engine.
 //
+// Two model kinds: a LLaMA server completes prompts (CompletionRunner); a T5 server answers
+// questions from stored passages through LUMEN (lumen_requests.h, LumenRunner) and ingests
+// passages. A request of the other kind's path gets UNIMPLEMENTED naming what this server serves.
+//
 // Lifecycle: the service exists (and answers UNAVAILABLE "the model is loading") before the
 // model is loaded, so that health checks and probes work during loading; StartServing() hands it
 // the loaded model; StartDraining() makes new calls UNAVAILABLE while in-flight ones finish.
@@ -16,6 +20,7 @@
 #include "engine/tokenizer.h"
 #include "memoria.grpc.pb.h"
 #include "server/completion_runner.h"
+#include "server/lumen_loader.h"
 #include "server/metrics.h"
 #include "server/request_validation.h"
 #include "server_config.pb.h"
@@ -23,13 +28,15 @@
 
 namespace memoria {
 
-// What the service serves once loading is done. Owned by the service.
+// What the service serves once loading is done. Owned by the service. Exactly one of
+// (model, tokenizer, runner) -- a LLaMA server -- and lumen -- a T5 server -- is set.
 struct ServingModel {
   std::shared_ptr<const LlamaModel> model;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<CompletionRunner> runner;
   std::unique_ptr<PassageStore> store;  // null when no store_dir is configured
   RequestLimits limits;
+  std::unique_ptr<LumenServing> lumen;  // declared after store: destroyed first (it points to it)
 };
 
 class MemoriaService final : public v1::Memoria::Service {
@@ -56,6 +63,8 @@ class MemoriaService final : public v1::Memoria::Service {
   grpc::Status DeletePassages(grpc::ServerContext* context,
                               const v1::DeletePassagesRequest* request,
                               v1::DeletePassagesReply* reply) override;
+  grpc::Status Ingest(grpc::ServerContext* context, grpc::ServerReader<v1::IngestRequest>* reader,
+                      v1::IngestReply* reply) override;
 
  private:
   enum class State { kLoading, kServing, kDraining };
@@ -63,7 +72,11 @@ class MemoriaService final : public v1::Memoria::Service {
 
   // The serving model, or UNAVAILABLE while loading / draining.
   StatusOr<ServingModel*> Serving() const;
-  // Validates, tokenizes, admits and runs one completion; on_token may be null (unary).
+  // Reads the client's passages, tokenizes them and ingests them in durable batches.
+  Status IngestPassages(grpc::ServerContext* context, grpc::ServerReader<v1::IngestRequest>* reader,
+                        v1::IngestReply* reply);
+  // Validates, tokenizes, admits and runs one completion (LLaMA) or answer (T5); on_token may be
+  // null (unary). T5 answers are generated whole and then streamed token by token.
   Status Complete(grpc::ServerContext* context, const v1::GenerateRequest& request,
                   const TokenCallback& on_token, v1::GenerateReply* reply);
   // Records metrics and the request's log line, and converts the status.

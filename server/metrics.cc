@@ -12,6 +12,12 @@ std::vector<double> LatencyBuckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 }
 
+// Store reads and codec decodes of a request's passages take tens of microseconds to a few ms.
+std::vector<double> FastBuckets() {
+  return {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+          0.005,   0.01,     0.025,   0.05,   0.1,     0.25,   1};
+}
+
 const char* const kFailureReasons[] = {"invalid",     "overloaded",    "deadline", "cancelled",
                                        "unavailable", "unimplemented", "storage",  "internal"};
 
@@ -50,7 +56,11 @@ void Histogram::Render(const std::string& name, const std::string& labels, std::
 Metrics::Metrics()
     : queue_seconds_(LatencyBuckets()),
       prefill_seconds_(LatencyBuckets()),
-      decode_seconds_(LatencyBuckets()) {
+      decode_seconds_(LatencyBuckets()),
+      store_read_seconds_(FastBuckets()),
+      decompress_seconds_(FastBuckets()),
+      live_encoder_seconds_(LatencyBuckets()),
+      decoder_seconds_(LatencyBuckets()) {
   for (const char* reason : kFailureReasons) failures_[reason] = 0;
 }
 
@@ -81,6 +91,18 @@ void Metrics::RecordGeneration(int64_t prompt_tokens, int64_t generated_tokens,
   if (generated_tokens > 1 && decode_seconds > 0) {
     last_decode_tokens_per_second_ = double(generated_tokens - 1) / decode_seconds;
   }
+}
+
+void Metrics::ObserveLumen(double store_read_seconds, double decompress_seconds,
+                           double live_encoder_seconds, double decoder_seconds,
+                           int64_t encoder_tokens, int64_t generated_tokens) {
+  std::lock_guard<std::mutex> lock(mu_);
+  store_read_seconds_.Observe(store_read_seconds);
+  decompress_seconds_.Observe(decompress_seconds);
+  live_encoder_seconds_.Observe(live_encoder_seconds);
+  decoder_seconds_.Observe(decoder_seconds);
+  prompt_tokens_ += static_cast<uint64_t>(std::max<int64_t>(encoder_tokens, 0));
+  generated_tokens_ += static_cast<uint64_t>(std::max<int64_t>(generated_tokens, 0));
 }
 
 std::string Metrics::RenderPrometheus() const {
@@ -123,6 +145,25 @@ std::string Metrics::RenderPrometheus() const {
   Header("memoria_ready", "gauge", "1 when the server is ready to serve (model loaded, warmed up).",
          &out);
   out += fmt::format("memoria_ready {}\n", ready_.load());
+  Header("memoria_store_read_seconds", "histogram",
+         "T5/LUMEN: RocksDB MultiGet of a request's passage memory.", &out);
+  store_read_seconds_.Render("memoria_store_read_seconds", "", &out);
+  Header("memoria_decompress_seconds", "histogram",
+         "T5/LUMEN: codec decode of a request's passage memory.", &out);
+  decompress_seconds_.Render("memoria_decompress_seconds", "", &out);
+  Header("memoria_live_encoder_seconds", "histogram",
+         "T5/LUMEN: question memory encoder + live encoder over all passages.", &out);
+  live_encoder_seconds_.Render("memoria_live_encoder_seconds", "", &out);
+  Header("memoria_decoder_seconds", "histogram", "T5/LUMEN: answer generation (greedy or beam).",
+         &out);
+  decoder_seconds_.Render("memoria_decoder_seconds", "", &out);
+  Header("memoria_data_loss_total", "counter",
+         "Stored passages that failed verification or decoding when read.", &out);
+  out += fmt::format("memoria_data_loss_total {}\n", data_loss_.load());
+  Header("memoria_ingested_passages_total", "counter", "Passages durably ingested.", &out);
+  out += fmt::format("memoria_ingested_passages_total {}\n", ingested_.load());
+  Header("memoria_store_passages", "gauge", "Passages in the store.", &out);
+  out += fmt::format("memoria_store_passages {}\n", store_passages_.load());
   return out;
 }
 

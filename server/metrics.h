@@ -12,6 +12,15 @@
 //   memoria_workers_busy                             gauge
 //   memoria_decode_tokens_per_second                 gauge, of the last finished generation
 //   memoria_ready                                    gauge, 1 when /readyz is 200
+//   T5/LUMEN path (per answered request):
+//   memoria_store_read_seconds                       histogram, RocksDB MultiGet of the memory
+//   memoria_decompress_seconds                       histogram, codec decode of the memory
+//   memoria_live_encoder_seconds                     histogram, MemEnc(Q) + live encoder
+//   memoria_decoder_seconds                          histogram, T5 generation (greedy / beam)
+//   memoria_data_loss_total                          counter, stored passages that failed
+//                                                    verification or decoding when read
+//   memoria_ingested_passages_total                  counter, passages durably ingested
+//   memoria_store_passages                           gauge, passages in the store
 //
 // Thread-safety: every method may be called concurrently (one mutex; updates are a few adds).
 #pragma once
@@ -55,6 +64,14 @@ class Metrics {
   void SetQueueSize(int64_t waiting) { queue_size_.store(waiting); }
   void SetWorkersBusy(int64_t busy) { workers_busy_.store(busy); }
   void SetReady(bool ready) { ready_.store(ready ? 1 : 0); }
+  // One answered T5/LUMEN request: its stage times (seconds) and tokens (encoder input tokens
+  // count as prompt tokens).
+  void ObserveLumen(double store_read_seconds, double decompress_seconds,
+                    double live_encoder_seconds, double decoder_seconds, int64_t encoder_tokens,
+                    int64_t generated_tokens);
+  void CountDataLoss() { data_loss_.fetch_add(1); }
+  void AddIngested(int64_t passages) { ingested_.fetch_add(passages); }
+  void SetStorePassages(int64_t passages) { store_passages_.store(passages); }
 
   std::string RenderPrometheus() const;
 
@@ -72,6 +89,13 @@ class Metrics {
   std::atomic<int64_t> queue_size_{0};
   std::atomic<int64_t> workers_busy_{0};
   std::atomic<int> ready_{0};
+  Histogram store_read_seconds_;
+  Histogram decompress_seconds_;
+  Histogram live_encoder_seconds_;
+  Histogram decoder_seconds_;
+  std::atomic<int64_t> data_loss_{0};
+  std::atomic<int64_t> ingested_{0};
+  std::atomic<int64_t> store_passages_{0};
 };
 
 }  // namespace memoria

@@ -9,8 +9,8 @@ StatusOr<CompletionOptions> ValidateGenerateRequest(const v1::GenerateRequest& r
   if (!request.question().empty() || request.passage_ids_size() > 0 ||
       request.retrieve_top_k() != 0) {
     return UnimplementedError(
-        "the T5/LUMEN path (question, passage_ids, retrieve_top_k) is not served yet: this server "
-        "completes LLaMA prompts only (set `prompt`)");
+        "this server serves a LLaMA model and completes prompts (set `prompt`); the T5/LUMEN "
+        "path (question, passage_ids, retrieve_top_k) needs a server of a T5 model");
   }
   if (request.prompt().empty()) return InvalidArgumentError("prompt is empty");
   const v1::DecodingParams& p = request.params();

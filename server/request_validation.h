@@ -20,8 +20,8 @@ struct RequestLimits {
   size_t max_stop_string_bytes = 256;
 };
 
-// The request's shape: UNIMPLEMENTED for the T5/LUMEN fields (question, passage_ids,
-// retrieve_top_k), INVALID_ARGUMENT for an empty prompt or bad decoding parameters.
+// The request's shape (LLaMA servers): UNIMPLEMENTED for the T5/LUMEN fields (question,
+// passage_ids, retrieve_top_k), INVALID_ARGUMENT for an empty prompt or bad decoding parameters.
 // Returns the options to generate with.
 StatusOr<CompletionOptions> ValidateGenerateRequest(const v1::GenerateRequest& request,
                                                     const RequestLimits& limits);

@@ -96,6 +96,7 @@ Status MemoriaServer::WritePortsFile() const {
 }
 
 Status MemoriaServer::LoadAndServe() {
+  if (config_.model_kind() == "t5") return LoadAndServeT5();
   const auto start = std::chrono::steady_clock::now();
   auto serving = std::make_unique<ServingModel>();
   ASSIGN_OR_RETURN(serving->tokenizer, Tokenizer::Open(config_.tokenizer_path()));
@@ -122,26 +123,64 @@ Status MemoriaServer::LoadAndServe() {
     // The LLaMA path reads only passage text; the store's identity is checked by the LUMEN path.
     RETURN_IF_ERROR(PassageStore::Open(options, config_.store_dir(), nullptr, &serving->store));
   }
-  // Cores split evenly between workers so that concurrent requests never oversubscribe them.
-  const int cores = config_.threads() > 0
-                        ? config_.threads()
-                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int per_worker = std::max(1, cores / config_.workers());
+  const int per_worker = ThreadsPerWorker();
   serving->runner = std::make_unique<CompletionRunner>(serving->model, serving->tokenizer.get(),
                                                        config_.workers(), config_.queue_capacity(),
                                                        per_worker, &metrics_);
   RETURN_IF_ERROR(serving->runner->WarmUp());
   service_->StartServing(std::move(serving));
-  if (!draining_.load()) {
-    ready_.store(true);
-    metrics_.SetReady(true);
-    SetHealth(grpc_.get(), true);
-  }
+  TurnReady();
   MEMORIA_LOG(
       kInfo,
       "ready: model {} ({} layers, d {}, vocab {}), {} workers x {} threads, loaded in {:.2f} s",
       config_.model_dir(), mc.num_layers, mc.hidden_size, mc.vocab_size, config_.workers(),
       per_worker, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return Status::Ok();
+}
+
+int MemoriaServer::ThreadsPerWorker() const {
+  // Cores split evenly between workers so that concurrent requests never oversubscribe them.
+  const int cores = config_.threads() > 0
+                        ? config_.threads()
+                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / config_.workers());
+}
+
+void MemoriaServer::TurnReady() {
+  if (!draining_.load()) {
+    ready_.store(true);
+    metrics_.SetReady(true);
+    SetHealth(grpc_.get(), true);
+  }
+}
+
+Status MemoriaServer::LoadAndServeT5() {
+  const auto start = std::chrono::steady_clock::now();
+  auto serving = std::make_unique<ServingModel>();
+  const int per_worker = ThreadsPerWorker();
+  ASSIGN_OR_RETURN(serving->lumen,
+                   LoadLumenServing(config_, per_worker, &metrics_, &serving->store));
+  // T5 has no maximum sequence length (relative positions): answers are bounded by config, with
+  // a default of 512 new tokens (32 when a request gives none: answers are short spans).
+  RequestLimits& limits = serving->limits;
+  limits.max_new_tokens = config_.max_new_tokens() > 0 ? config_.max_new_tokens() : 512;
+  limits.default_new_tokens = 32;
+  limits.max_prompt_tokens = serving->lumen->settings.max_question_tokens();
+  const LumenServing& l = *serving->lumen;
+  const T5Config& mc = l.lumen->model().config();
+  MEMORIA_LOG(
+      kInfo,
+      "ready: T5 model {} ({} layers: {} memory + {} live at alpha {:.3f}, d {}, vocab {}), "
+      "store {}, {} workers x {} threads, loaded in {:.2f} s",
+      config_.model_dir(), mc.num_layers, l.lumen->memory_layers(), l.lumen->live_layers(), l.alpha,
+      mc.d_model, mc.vocab_size,
+      l.store ? l.store->identity().ToString() + " with " + std::to_string(l.retriever->size()) +
+                    " passages"
+              : l.no_store_reason,
+      config_.workers(), per_worker,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  service_->StartServing(std::move(serving));
+  TurnReady();
   return Status::Ok();
 }
 

@@ -34,7 +34,9 @@ class MemoriaServer {
   // Binds both ports and starts answering (not ready yet); writes ports_file when configured.
   // UNAVAILABLE when a port cannot be bound.
   Status Listen();
-  // Loads tokenizer, model (and store), runs the warm-up, then turns ready. Errors name the path.
+  // Loads tokenizer, model (and store), runs the warm-up, then turns ready. Errors name the path;
+  // a T5 server whose store was built for another model/alpha/codec gets FAILED_PRECONDITION
+  // naming both identities.
   Status LoadAndServe();
   // Graceful shutdown (see above). Returns once every call has finished or been cancelled.
   void Drain();
@@ -43,6 +45,10 @@ class MemoriaServer {
   int http_port() const { return http_ ? http_->port() : -1; }
 
  private:
+  // The T5 half of LoadAndServe (model_kind "t5"): LUMEN model, store check, retriever, warm-up.
+  Status LoadAndServeT5();
+  int ThreadsPerWorker() const;
+  void TurnReady();  // ready + health SERVING unless a drain began
   HttpResponse HandleHttp(const std::string& path);
   Status WritePortsFile() const;
 

@@ -527,6 +527,21 @@ std::vector<StatusOr<PassageMemory>> PassageStore::GetMemory(const ThreadPool& p
   return out;
 }
 
+Status PassageStore::ForEachText(
+    const std::function<Status(const std::string& id, const StatusOr<PassageText>& text)>& fn)
+    const {
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;  // a one-off walk must not evict the hot passages from the block cache
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kPassages]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string id = it->key().ToString();
+    PassageText text;
+    Status parsed = ParsePassageValue(id, it->value().data(), it->value().size(), &text);
+    RETURN_IF_ERROR(parsed.ok() ? fn(id, std::move(text)) : fn(id, parsed));
+  }
+  return FromRocks(it->status(), "walking the passages of " + dir_);
+}
+
 StatusOr<StoreStats> PassageStore::Scan(bool verify) const {
   StoreStats stats;
   auto record = [&](const Status& st) {

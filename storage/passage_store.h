@@ -40,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -166,6 +167,13 @@ class PassageStore {
   // Walks every record; with verify, checks framing, checksums and codec sizes of each value
   // (RocksDB block checksums too) and collects the failures instead of stopping.
   StatusOr<StoreStats> Scan(bool verify) const;
+
+  // Calls fn(id, text) for every passage text record in id order (a consistent snapshot), e.g. to
+  // rebuild an in-memory retrieval index at start. A record that fails verification reaches fn
+  // as its DATA_LOSS (the caller decides whether one bad passage stops it); a non-OK status from
+  // fn stops the walk and is returned, as are RocksDB iteration errors.
+  Status ForEachText(const std::function<Status(const std::string& id,
+                                                const StatusOr<PassageText>& text)>& fn) const;
 
   // Test hook: writes `value` verbatim as passage id's memory value (corruption tests).
   Status PutRawMemoryValueForTest(const std::string& id, const std::string& value);

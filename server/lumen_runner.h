@@ -1,0 +1,98 @@
+// Runs LUMEN work of a T5 server on a fixed set of workers (each with its own ThreadPool share
+// and LumenScratch), behind the same bounded admission as the LLaMA path (WorkerPool):
+//
+//   Answer   passage ids -> PassageStore::GetCodes (one RocksDB MultiGet) -> codec Decode per
+//            passage -> LumenModel::LiveEncode over [MemEnc(Q); memory_i] (all passages batched)
+//            -> T5Generate (greedy or beam). The same computation as LumenModel::Answer on the
+//            store's decoded memory (PassageStore::GetMemory), split only to time each stage.
+//   Ingest   FiD passage ids -> LumenModel::MemoryEncode (one batched call) ->
+//            PassageStore::Ingest (codec encode + one durable WriteBatch): when it returns OK the
+//            batch survives a process kill (and a power loss with sync, the store's default).
+//
+// Units: token counts are SentencePiece ids; memory rows are d_model f32; times are wall seconds.
+// Errors: RESOURCE_EXHAUSTED when admission is full; `check`'s status (DEADLINE_EXCEEDED,
+// CANCELLED) when it fails while queued or between stages -- the stages themselves (one live
+// encoder call, one generation) run to completion, since the engine's T5 calls take no
+// cancellation hook; NOT_FOUND naming every unknown passage id; DATA_LOSS naming a passage whose
+// stored memory fails verification or decoding (counted in Metrics::CountDataLoss); engine and
+// store errors as they are.
+// Thread-safety: Answer and Ingest may be called concurrently from any number of threads.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/lumen.h"
+#include "engine/t5_model.h"
+#include "server/metrics.h"
+#include "server/worker_pool.h"
+#include "storage/passage_store.h"
+
+namespace memoria {
+
+class LumenRunner {
+ public:
+  // `store` may be null (Answer and Ingest then fail FAILED_PRECONDITION); it must outlive this.
+  LumenRunner(std::shared_ptr<const LumenModel> lumen, PassageStore* store, int workers,
+              int queue_capacity, int threads_per_worker, Metrics* metrics);
+
+  // One small memory-encode + live-encode + 2-token generation on every worker (OpenMP teams,
+  // oneDNN primitives, scratch pages), so the first real request is not the slow one.
+  Status WarmUp();
+
+  struct AnswerOutcome {
+    GenerationResult result;     // generated ids (EOS excluded) and score
+    int64_t passage_tokens = 0;  // stored memory tokens over all passages
+    int64_t encoder_tokens = 0;  // sum over passages of question + passage tokens
+    double queue_seconds = 0;
+    double store_read_seconds = 0;
+    double decompress_seconds = 0;
+    double live_encoder_seconds = 0;
+    double decoder_seconds = 0;
+  };
+  // question_ids: the FiD question part (non-empty); passage_ids: non-empty, no duplicates.
+  StatusOr<AnswerOutcome> Answer(const std::vector<int>& question_ids,
+                                 const std::vector<std::string>& passage_ids,
+                                 const T5GenerationOptions& options,
+                                 const std::function<Status()>& check);
+
+  struct IngestItem {
+    std::string id, title, text;
+    std::vector<int> ids;  // FiD passage part, EOS last
+  };
+  struct IngestOutcome {
+    int64_t tokens = 0;
+    int64_t code_bytes = 0;
+    double encode_seconds = 0;
+    double write_seconds = 0;
+  };
+  // Memory-encodes and durably writes one batch (all of it or none).
+  StatusOr<IngestOutcome> Ingest(const std::vector<IngestItem>& batch,
+                                 const std::function<Status()>& check);
+
+  const LumenModel& lumen() const { return *lumen_; }
+  int workers() const { return pool_->workers(); }
+  int queue_capacity() const { return pool_->queue_capacity(); }
+  int threads_per_worker() const { return threads_per_worker_; }
+
+ private:
+  struct Worker {
+    std::unique_ptr<ThreadPool> threads;
+    std::unique_ptr<LumenScratch> scratch;
+  };
+  // Submits `job` and waits for it (withdrawn from the queue when check fails there).
+  Status RunJob(const std::function<void(int worker)>& job, const std::function<Status()>& check,
+                double* queue_seconds);
+
+  std::shared_ptr<const LumenModel> lumen_;
+  PassageStore* store_;
+  int threads_per_worker_;
+  Metrics* metrics_;
+  std::vector<Worker> workers_;
+  std::unique_ptr<WorkerPool> pool_;  // last: its threads stop before the workers' state goes
+};
+
+}  // namespace memoria

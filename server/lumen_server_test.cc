@@ -1,0 +1,495 @@
+// The T5/LUMEN path of the server through real gRPC: an in-process MemoriaServer on loopback with
+// a random-weight T5 model dir (tools/random_t5_dir.h, d 32, the LLaMA-2 SentencePiece
+// vocabulary) and a RocksDB store it creates itself (codec "none"). Real SQuAD dev passages are
+// ingested through the client-streaming Ingest; questions are asked with passage ids and through
+// the BM25 retriever, greedy and beam; every answer must equal, token for token, what the
+// engine's LumenModel::Answer gives in-process on the store's decoded memory. Also: NOT_FOUND
+// naming unknown ids, DATA_LOSS for a corrupted memory value (counted in /metrics) while other
+// passages are still served, deletion reaching the retriever, and the real memoria-server binary
+// refusing (exit 1) a store built for another layer split.
+#include <grpcpp/create_channel.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "base/testing.h"
+#include "engine/lumen.h"
+#include "memoria.grpc.pb.h"
+#include "server/config.h"
+#include "server/server.h"
+#include "storage/passage_store.h"
+#include "tests/server_process.h"
+#include "tools/random_t5_dir.h"
+#include "tools/store_builder.h"
+
+namespace memoria {
+namespace {
+
+namespace fs = std::filesystem;
+
+T5Config SmallConfig() {
+  T5Config c;
+  c.vocab_size = 32000;  // the LLaMA-2 SentencePiece vocabulary
+  c.d_model = 32;
+  c.d_kv = 8;
+  c.num_heads = 4;
+  c.d_ff = 48;
+  c.num_layers = 3;  // alpha 1/3 -> 2 memory layers + 1 live layer
+  c.num_decoder_layers = 2;
+  c.gated_ffn = true;
+  c.ffn_activation = Activation::kGeluTanh;
+  c.tie_word_embeddings = false;
+  c.eos_token_id = 2;  // the tokenizer's </s>
+  return c;
+}
+
+struct SquadPassage {
+  std::string id, title, text, question;
+};
+
+// The first paragraph of each of the first n articles of the SQuAD dev part, with its first
+// question: different articles, so each question's words point at one passage.
+std::vector<SquadPassage> ReadSquad(int n) {
+  std::ifstream in(testing::SharedPath("data/qa/squad-v1.1-dev-part1.json"));
+  const auto data = nlohmann::json::parse(in)["data"];
+  std::vector<SquadPassage> out;
+  for (int i = 0; i < n; ++i) {
+    const auto& paragraph = data[i]["paragraphs"][0];
+    out.push_back({"squad-" + std::to_string(i), data[i]["title"].get<std::string>(),
+                   paragraph["context"].get<std::string>(),
+                   paragraph["qas"][0]["question"].get<std::string>()});
+  }
+  return out;
+}
+
+class LumenServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MEMORIA_REQUIRE_SHARED();
+    root_ = testing::MakeTempDir("memoria-lumen-server");
+    model_dir_ = root_ + "/model";
+    ASSERT_TRUE(WriteRandomT5ModelDir(SmallConfig(), 5, model_dir_).ok());
+    tokenizer_ = testing::SharedPath("models/llama2-tokenizer/tokenizer.model");
+    store_dir_ = root_ + "/store";
+    passages_ = ReadSquad(4);
+  }
+  void TearDown() override {
+    server_.reset();
+    if (!root_.empty()) fs::remove_all(root_);
+  }
+
+  v1::ServerConfig Config() const {
+    v1::ServerConfig config;
+    config.set_listen_address("127.0.0.1:0");
+    config.set_http_port(0);
+    config.set_model_dir(model_dir_);
+    config.set_tokenizer_path(tokenizer_);
+    config.set_store_dir(store_dir_);
+    config.set_threads(1);  // the in-process reference runs on 1 thread too: identical sums
+    config.set_workers(1);
+    config.set_queue_capacity(4);
+    config.set_log_level("warning");
+    return config;
+  }
+
+  void Start() {
+    v1::ServerConfig config = Config();
+    ASSERT_TRUE(ApplyDefaultsAndValidate(&config).ok());
+    ASSERT_EQ(config.model_kind(), "t5");  // detected from config.json's model_type
+    server_ = std::make_unique<MemoriaServer>(config);
+    ASSERT_TRUE(server_->Listen().ok());
+    Status loaded = server_->LoadAndServe();
+    ASSERT_TRUE(loaded.ok()) << loaded.ToString();
+    stub_ = v1::Memoria::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(server_->grpc_port()), grpc::InsecureChannelCredentials()));
+  }
+  void Stop() {
+    server_->Drain();
+    server_.reset();
+  }
+
+  grpc::Status Ingest(const std::vector<SquadPassage>& passages, v1::IngestReply* reply) {
+    grpc::ClientContext context;
+    auto writer = stub_->Ingest(&context, reply);
+    for (const auto& p : passages) {
+      v1::IngestRequest request;
+      request.mutable_passage()->set_id(p.id);
+      request.mutable_passage()->set_title(p.title);
+      request.mutable_passage()->set_text(p.text);
+      // false when the server already answered (it may refuse before reading): Finish says why.
+      if (!writer->Write(request)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  grpc::Status Ask(const std::string& question, const std::vector<std::string>& ids, int top_k,
+                   int beams, v1::GenerateReply* reply) {
+    grpc::ClientContext context;
+    v1::GenerateRequest request;
+    request.set_question(question);
+    for (const auto& id : ids) request.add_passage_ids(id);
+    request.set_retrieve_top_k(top_k);
+    request.mutable_params()->set_max_new_tokens(6);
+    request.mutable_params()->set_num_beams(beams);
+    return stub_->Generate(&context, request, reply);
+  }
+
+  // What the engine's LUMEN API answers in-process for the same question and passages, on the
+  // store's decoded memory (the server must be stopped: RocksDB allows one opener).
+  std::vector<int> Reference(const std::string& question, const std::vector<std::string>& ids,
+                             int beams) {
+    auto model = T5Model::Load(model_dir_);
+    EXPECT_TRUE(model.ok());
+    auto lumen = LumenModel::Create(*model, LumenOptions{});
+    auto tokenizer = Tokenizer::Open(tokenizer_);
+    std::unique_ptr<PassageStore> store;
+    EXPECT_TRUE(PassageStore::Open(PassageStoreOptions{}, store_dir_, nullptr, &store).ok());
+    ThreadPool pool(1);
+    auto memory = store->GetMemory(pool, ids);
+    std::vector<MemoryVectors> views;
+    for (auto& m : memory) {
+      EXPECT_TRUE(m.ok()) << m.status().ToString();
+      views.push_back({DType::kF32, m->vectors.data(), m->num_tokens, SmallConfig().d_model});
+    }
+    T5GenerationOptions options;
+    options.max_new_tokens = 6;
+    options.num_beams = beams;
+    auto result = (*lumen)->Answer(pool, FidQuestionIds(**tokenizer, FidTemplate(), question),
+                                   views, options);
+    EXPECT_TRUE(result.ok()) << result.status().ToString();
+    std::vector<int> tokens = result->tokens;
+    if (!tokens.empty() && tokens.back() == SmallConfig().eos_token_id) tokens.pop_back();
+    return tokens;
+  }
+
+  static std::vector<int> Ids(const v1::GenerateReply& reply) {
+    return {reply.token_ids().begin(), reply.token_ids().end()};
+  }
+
+  std::string root_, model_dir_, tokenizer_, store_dir_;
+  std::vector<SquadPassage> passages_;
+  std::unique_ptr<MemoriaServer> server_;
+  std::unique_ptr<v1::Memoria::Stub> stub_;
+};
+
+TEST_F(LumenServerTest, IngestAndAnswerEqualTheEngineInProcess) {
+  Start();
+  v1::IngestReply ingest;
+  grpc::Status status = Ingest(passages_, &ingest);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(ingest.ingested(), 4);
+  EXPECT_GT(ingest.tokens(), 4 * 50);
+  EXPECT_EQ(ingest.code_bytes(), ingest.tokens() * 4 * 32);  // codec none, f32, d 32
+
+  {
+    grpc::ClientContext context;
+    v1::ServerInfoReply info;
+    ASSERT_TRUE(stub_->ServerInfo(&context, v1::ServerInfoRequest(), &info).ok());
+    EXPECT_EQ(info.model_type(), "t5");
+    EXPECT_EQ(info.store_passages(), 4);
+    EXPECT_EQ(info.memory_layers(), 2);
+    EXPECT_NEAR(info.alpha(), 1.0 / 3.0, 1e-9);
+    EXPECT_EQ(info.bytes_per_token(), 128);
+    EXPECT_DOUBLE_EQ(info.compression_ratio(), 1.0);
+    EXPECT_NE(info.codec().find("none"), std::string::npos) << info.codec();
+  }
+
+  // The stored token ids are the FiD passage part, as `memoria build-store` writes them.
+  {
+    grpc::ClientContext context;
+    v1::GetPassageRequest request;
+    request.set_id("squad-2");
+    v1::Passage passage;
+    ASSERT_TRUE(stub_->GetPassage(&context, request, &passage).ok());
+    auto tokenizer = Tokenizer::Open(tokenizer_);
+    const std::vector<int> expected =
+        FidPassageIds(**tokenizer, FidTemplate(), passages_[2].title, passages_[2].text, 2);
+    EXPECT_EQ(std::vector<int>(passage.token_ids().begin(), passage.token_ids().end()), expected);
+  }
+
+  const std::string question = passages_[1].question;
+  const std::vector<std::string> given = {"squad-1", "squad-3"};
+  v1::GenerateReply greedy, again, beam, retrieved;
+  status = Ask(question, given, 0, 0, &greedy);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(Ask(question, given, 0, 0, &again).ok());
+  EXPECT_EQ(Ids(greedy), Ids(again));  // deterministic
+  EXPECT_GT(greedy.completion_tokens(), 0);
+  EXPECT_EQ(greedy.passage_ids_size(), 2);
+  EXPECT_EQ(greedy.retrieval_scores_size(), 0);
+  EXPECT_GT(greedy.passage_tokens(), 100);
+  EXPECT_EQ(greedy.prompt_tokens(), greedy.passage_tokens() + 2 * greedy.question_tokens());
+  EXPECT_GT(greedy.timings().live_encoder_seconds(), 0);
+  EXPECT_GT(greedy.timings().decoder_seconds(), 0);
+  EXPECT_GT(greedy.timings().store_read_seconds(), 0);
+  status = Ask(question, given, 0, 3, &beam);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // The answer depends on the passages (the equality checks below would be hollow otherwise).
+  v1::GenerateReply other;
+  ASSERT_TRUE(Ask(question, {"squad-0", "squad-2"}, 0, 0, &other).ok());
+  EXPECT_NE(Ids(other), Ids(greedy));
+
+  // The retriever: the question's passage first (its words: "Maria Curie", ...).
+  status = Ask(question, {}, 2, 0, &retrieved);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(retrieved.passage_ids_size(), 2);
+  EXPECT_EQ(retrieved.passage_ids(0), "squad-1") << question;
+  ASSERT_EQ(retrieved.retrieval_scores_size(), 2);
+  EXPECT_GE(retrieved.retrieval_scores(0), retrieved.retrieval_scores(1));
+  for (int i = 0; i < 4; ++i) {
+    v1::GenerateReply r;
+    ASSERT_TRUE(Ask(passages_[i].question, {}, 1, 0, &r).ok());
+    EXPECT_EQ(r.passage_ids(0), passages_[i].id) << passages_[i].question;
+  }
+
+  // Streaming carries the same tokens, then the summary.
+  {
+    grpc::ClientContext context;
+    v1::GenerateRequest request;
+    request.set_question(question);
+    for (const auto& id : given) request.add_passage_ids(id);
+    request.mutable_params()->set_max_new_tokens(6);
+    auto reader = stub_->GenerateStream(&context, request);
+    v1::GenerateStreamReply message;
+    std::vector<int> streamed;
+    v1::GenerateReply done;
+    while (reader->Read(&message)) {
+      if (message.has_done())
+        done = message.done();
+      else
+        streamed.push_back(message.token_id());
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(streamed, Ids(greedy));
+    EXPECT_EQ(Ids(done), Ids(greedy));
+  }
+
+  // Unknown ids: NOT_FOUND naming each.
+  v1::GenerateReply missing;
+  status = Ask(question, {"squad-0", "nope-1", "nope-2"}, 0, 0, &missing);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(status.error_message().find("'nope-1', 'nope-2'"), std::string::npos)
+      << status.error_message();
+  // Wrong path and bad parameters.
+  {
+    grpc::ClientContext context;
+    v1::GenerateRequest request;
+    request.set_prompt("Once upon a time");
+    v1::GenerateReply reply;
+    EXPECT_EQ(stub_->Generate(&context, request, &reply).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+  }
+  EXPECT_EQ(Ask(question, {}, 0, 0, &missing).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Ask(question, {"squad-0"}, 2, 0, &missing).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Ask(question, {"squad-0", "squad-0"}, 0, 0, &missing).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Ask(question, {"squad-0"}, 0, 99, &missing).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  Stop();
+  EXPECT_EQ(Ids(greedy), Reference(question, given, 1));
+  EXPECT_EQ(Ids(beam), Reference(question, given, 3));
+  EXPECT_EQ(Ids(retrieved),
+            Reference(question, {retrieved.passage_ids(0), retrieved.passage_ids(1)}, 1));
+}
+
+TEST_F(LumenServerTest, CorruptPassageIsDataLossOthersServedDeleteReachesRetriever) {
+  Start();
+  v1::IngestReply ingest;
+  ASSERT_TRUE(Ingest(passages_, &ingest).ok());
+  Stop();
+  {
+    // Flip one byte of squad-3's stored memory value (its checksum then fails).
+    std::unique_ptr<PassageStore> store;
+    ASSERT_TRUE(PassageStore::Open(PassageStoreOptions{}, store_dir_, nullptr, &store).ok());
+    auto raw = store->GetRawMemoryValueForTest("squad-3");
+    ASSERT_TRUE(raw.ok());
+    std::string value = *raw;
+    value[value.size() / 2] ^= 0x40;
+    ASSERT_TRUE(store->PutRawMemoryValueForTest("squad-3", value).ok());
+  }
+  Start();  // the BM25 index is rebuilt from the store's 4 passages
+  v1::GenerateReply reply;
+  grpc::Status status = Ask(passages_[3].question, {"squad-0", "squad-3"}, 0, 0, &reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_NE(status.error_message().find("squad-3"), std::string::npos) << status.error_message();
+  status = Ask(passages_[0].question, {"squad-0", "squad-2"}, 0, 0, &reply);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  const std::string metrics = testing::HttpGet(server_->http_port(), "/metrics").body;
+  EXPECT_EQ(testing::MetricValue(metrics, "memoria_data_loss_total"), 1) << metrics;
+  EXPECT_EQ(testing::MetricValue(metrics, "memoria_store_passages"), 4);
+  EXPECT_EQ(testing::MetricValue(metrics, "memoria_decoder_seconds_count"), 1);
+
+  ASSERT_TRUE(Ask(passages_[1].question, {}, 1, 0, &reply).ok());
+  EXPECT_EQ(reply.passage_ids(0), "squad-1");
+  {
+    grpc::ClientContext context;
+    v1::DeletePassagesRequest request;
+    request.add_ids("squad-1");
+    request.add_ids("squad-3");  // the corrupt one: the retriever must not pick it either
+    v1::DeletePassagesReply deleted;
+    ASSERT_TRUE(stub_->DeletePassages(&context, request, &deleted).ok());
+    EXPECT_EQ(deleted.deleted(), 2);
+  }
+  status = Ask(passages_[1].question, {}, 4, 0, &reply);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_GE(reply.passage_ids_size(), 1);
+  for (const auto& id : reply.passage_ids()) {
+    EXPECT_NE(id, "squad-1");
+    EXPECT_NE(id, "squad-3");
+  }
+  EXPECT_EQ(testing::MetricValue(testing::HttpGet(server_->http_port(), "/metrics").body,
+                                 "memoria_store_passages"),
+            2);
+  Stop();
+}
+
+TEST_F(LumenServerTest, PqStoreWithoutCodebooksRefusesIngestWithBuildStoreHint) {
+  v1::ServerConfig config = Config();
+  config.set_store_codec("pq:g=8,bits=8");
+  ASSERT_TRUE(ApplyDefaultsAndValidate(&config).ok());
+  server_ = std::make_unique<MemoriaServer>(config);
+  ASSERT_TRUE(server_->Listen().ok());
+  ASSERT_TRUE(server_->LoadAndServe().ok());
+  stub_ = v1::Memoria::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(server_->grpc_port()), grpc::InsecureChannelCredentials()));
+  v1::IngestReply ingest;
+  grpc::Status status = Ingest({passages_[0]}, &ingest);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(status.error_message().find("memoria build-store"), std::string::npos)
+      << status.error_message();
+  EXPECT_FALSE(fs::exists(store_dir_ + "/CURRENT"));  // nothing half-made on disk
+  Stop();
+}
+
+// A PQ store made by `memoria build-store`'s library (k-means codebooks on its passages): the
+// server accepts it, ingests more passages with its codebooks, and answers from PQ-decoded memory
+// exactly as the engine does on PassageStore::GetMemory; a config asking another codec is refused.
+TEST_F(LumenServerTest, PqStoreFromBuildStoreIngestsAndAnswersLikeTheEngine) {
+  const std::string corpus = root_ + "/oxygen.jsonl";
+  {
+    std::ifstream in(testing::SharedPath("data/qa/squad-v1.1-dev-part1.json"));
+    const auto article = nlohmann::json::parse(in)["data"][4];  // "Oxygen"
+    std::ofstream out(corpus);
+    for (int i = 0; i < 20; ++i) {
+      out << nlohmann::json{{"id", "oxygen-" + std::to_string(i)},
+                            {"title", "Oxygen"},
+                            {"text", article["paragraphs"][i]["context"]}}
+                 .dump()
+          << "\n";
+    }
+  }
+  StoreBuildOptions build;
+  build.corpus_path = corpus;
+  build.model_dir = model_dir_;
+  build.tokenizer_path = tokenizer_;
+  build.store_dir = store_dir_;
+  build.codec = "pq:g=8,bits=8";
+  build.train_tokens = 1024;
+  build.threads = 1;
+  build.sync = false;
+  StoreBuildReport report;
+  Status built = BuildStore(build, nullptr, &report);
+  ASSERT_TRUE(built.ok()) << built.ToString();
+
+  {
+    v1::ServerConfig config = Config();
+    config.set_store_codec("none");  // the store holds pq: refused, naming both
+    ASSERT_TRUE(ApplyDefaultsAndValidate(&config).ok());
+    MemoriaServer server(config);
+    ASSERT_TRUE(server.Listen().ok());
+    Status loaded = server.LoadAndServe();
+    EXPECT_EQ(loaded.code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(loaded.message().find("pq(d=32, g=8, C=256)"), std::string::npos)
+        << loaded.ToString();
+    EXPECT_NE(loaded.message().find("none(d=32"), std::string::npos) << loaded.ToString();
+  }
+
+  Start();
+  v1::IngestReply ingest;
+  grpc::Status status = Ingest(passages_, &ingest);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(ingest.ingested(), 4);
+  EXPECT_EQ(ingest.code_bytes(), ingest.tokens() * 8);  // g = 8 one-byte ids per token
+  {
+    grpc::ClientContext context;
+    v1::ServerInfoReply info;
+    ASSERT_TRUE(stub_->ServerInfo(&context, v1::ServerInfoRequest(), &info).ok());
+    EXPECT_EQ(info.store_passages(), 24);
+    EXPECT_EQ(info.bytes_per_token(), 8);
+    EXPECT_DOUBLE_EQ(info.compression_ratio(), 16.0);  // 4 * 32 f32 bytes / 8
+  }
+  const std::string question = passages_[2].question;
+  const std::vector<std::string> given = {"squad-2", "oxygen-3", "squad-0"};
+  v1::GenerateReply greedy, beam;
+  status = Ask(question, given, 0, 0, &greedy);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(Ask(question, given, 0, 2, &beam).ok());
+  EXPECT_GT(greedy.timings().decompress_seconds(), 0);
+  v1::GenerateReply oxygen;
+  ASSERT_TRUE(Ask("What is the atomic number of oxygen?", {}, 3, 0, &oxygen).ok());
+  EXPECT_EQ(oxygen.passage_ids(0).rfind("oxygen-", 0), 0u) << oxygen.passage_ids(0);
+  Stop();
+  EXPECT_EQ(Ids(greedy), Reference(question, given, 1));
+  EXPECT_EQ(Ids(beam), Reference(question, given, 2));
+}
+
+// The real memoria-server binary serving the T5 model: ingest, ServerInfo, an answer by ids and
+// one by retrieval, equal to the engine in-process; SIGTERM then drains and exits 0.
+TEST_F(LumenServerTest, RealBinaryIngestsAndAnswersLikeTheEngine) {
+  testing::ServerProcess process("model_dir: \"" + model_dir_ + "\"\ntokenizer_path: \"" +
+                                 tokenizer_ + "\"\nstore_dir: \"" + store_dir_ +
+                                 "\"\nthreads: 1\nworkers: 1\n");
+  ASSERT_TRUE(process.WaitReady(120)) << process.Log();
+  stub_ = v1::Memoria::NewStub(
+      grpc::CreateChannel(process.target(), grpc::InsecureChannelCredentials()));
+  v1::IngestReply ingest;
+  grpc::Status status = Ingest(passages_, &ingest);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(ingest.ingested(), 4);
+  {
+    grpc::ClientContext context;
+    v1::ServerInfoReply info;
+    ASSERT_TRUE(stub_->ServerInfo(&context, v1::ServerInfoRequest(), &info).ok());
+    EXPECT_EQ(info.model_type(), "t5");
+    EXPECT_EQ(info.store_passages(), 4);
+  }
+  const std::string question = passages_[0].question;
+  v1::GenerateReply by_ids, retrieved;
+  status = Ask(question, {"squad-0", "squad-2"}, 0, 0, &by_ids);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  status = Ask(question, {}, 1, 0, &retrieved);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(retrieved.passage_ids(0), "squad-0");
+  const std::string metrics = testing::HttpGet(process.http_port(), "/metrics").body;
+  EXPECT_EQ(testing::MetricValue(metrics, "memoria_live_encoder_seconds_count"), 2) << metrics;
+  EXPECT_EQ(testing::MetricValue(metrics, "memoria_ingested_passages_total"), 4);
+  process.Signal(SIGTERM);
+  EXPECT_EQ(process.WaitExit(60), 0) << process.Log();
+  EXPECT_EQ(Ids(by_ids), Reference(question, {"squad-0", "squad-2"}, 1));
+  EXPECT_EQ(Ids(retrieved), Reference(question, {"squad-0"}, 1));
+}
+
+TEST_F(LumenServerTest, RealBinaryRefusesAStoreOfAnotherLayerSplit) {
+  Start();  // creates the store for alpha 1/3 (2 memory layers)
+  v1::IngestReply ingest;
+  ASSERT_TRUE(Ingest({passages_[0]}, &ingest).ok());
+  Stop();
+  // alpha 1 = FiD: 0 memory layers, so the stored memory (after 2 layers) does not fit.
+  testing::ServerProcess process("model_dir: \"" + model_dir_ + "\"\ntokenizer_path: \"" +
+                                 tokenizer_ + "\"\nstore_dir: \"" + store_dir_ +
+                                 "\"\nthreads: 1\nt5 { alpha: 1 }\n");
+  EXPECT_EQ(process.WaitExit(60), 1) << process.Log();
+  const std::string log = process.Log();
+  EXPECT_NE(log.find("layer split 2"), std::string::npos) << log;  // the store's
+  EXPECT_NE(log.find("layer split 0"), std::string::npos) << log;  // the server's
+  EXPECT_NE(log.find(store_dir_), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace memoria
