@@ -186,7 +186,8 @@ Status ParsePassageValue(const std::string& id, const char* value, size_t size, 
     return DataLossError(what + ": malformed payload of " + std::to_string(len) + " bytes");
   }
   out->token_ids.resize(n);
-  std::memcpy(out->token_ids.data(), r.here(), uint64_t{n} * 4);
+  // memcpy wants valid pointers even for 0 bytes, and an empty vector's data() may be null.
+  if (n > 0) std::memcpy(out->token_ids.data(), r.here(), uint64_t{n} * 4);
   return Status::Ok();
 }
 
