@@ -3,13 +3,21 @@
 // and output error of the same run.
 //
 //   iceformer_bench [--n=2048,4096,8192,16384] [--heads=2] [--head_dim=128] [--threads=2]
-//                   [--reps=3] [--data=clustered|gaussian] [--modes=causal,bidirectional]
-//                   [--recall_queries=256] [--visits_per_k=160] [--candidates_per_k=16]
+//                   [--reps=3] [--data=clustered|topics|gaussian] [--modes=causal,bidirectional]
+//                   [--recall_queries=256] [--visits_per_k=N] [--candidates_per_k=N]
+//                   [--m=N] [--L=N] [--bands=N] [--band_ratio=X] [--exact_up_to=N]
+// (the search flags override the IceformerOptions defaults, for tuning runs).
 //
 // Data (per KV head): "clustered" = n / 128 tight clusters (cosine ~0.995 to their centre) whose
-// norms span 0.5x .. 1x with +-10% per key, queries aimed at one cluster with a norm that makes
-// attention peaked (the distribution of the unit tests); "gaussian" = i.i.d. Gaussian keys and
-// queries (no structure: the k-NN worst case). Values are Gaussian. Heads = KV heads (no GQA).
+// norms span 0.5x .. 1x with +-10% per key, each key in a random cluster, queries aimed at one
+// cluster with a norm that makes attention peaked (the distribution of the unit tests). Under a
+// causal mask an early query's cluster often has fewer than k visible keys, and its true top-k is
+// completed by unrelated keys of no attention weight, which only an exhaustive scan finds.
+// "topics" = the same clusters, but position j belongs to cluster j / 128 (a text that stays on
+// one topic for a while) and a causal query aims at a cluster it sees whole, so every true top-k
+// lies in one cluster (keys of a cluster are also adjacent in memory, which helps the search's
+// cache behaviour). "gaussian" = i.i.d. Gaussian keys and queries (no structure: the k-NN worst
+// case). Values are Gaussian. Heads = KV heads (no GQA).
 //
 // Output: one markdown table row per (mode, n) on stdout: median wall time of `reps` runs of
 // the exact kernel and of IceFormer (index build included), speedup, recall of the true top-k
@@ -44,6 +52,12 @@ struct Flags {
   int recall_queries = 256;
   int visits_per_k = -1;
   int candidates_per_k = -1;
+  // Structure overrides (-1 = the IceformerOptions default), for tuning runs.
+  int m = -1;
+  int L = -1;
+  int bands = -1;
+  float band_ratio = -1.0f;
+  int64_t exact_up_to = -1;
 };
 
 std::vector<std::string> Split(const std::string& s) {
@@ -81,6 +95,16 @@ Flags ParseFlags(int argc, char** argv) {
       f.visits_per_k = std::stoi(value);
     } else if (key == "--candidates_per_k") {
       f.candidates_per_k = std::stoi(value);
+    } else if (key == "--m") {
+      f.m = std::stoi(value);
+    } else if (key == "--L") {
+      f.L = std::stoi(value);
+    } else if (key == "--bands") {
+      f.bands = std::stoi(value);
+    } else if (key == "--band_ratio") {
+      f.band_ratio = std::stof(value);
+    } else if (key == "--exact_up_to") {
+      f.exact_up_to = std::stoll(value);
     } else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       std::exit(2);
@@ -93,7 +117,7 @@ struct Data {
   std::vector<float> q, k, v;  // [n, heads * d] each
 };
 
-Data Generate(const std::string& kind, int64_t n, int heads, int d, uint32_t seed) {
+Data Generate(const std::string& kind, int64_t n, int heads, int d, bool causal, uint32_t seed) {
   Data data;
   std::mt19937 rng(seed);
   std::normal_distribution<float> g;
@@ -108,6 +132,7 @@ Data Generate(const std::string& kind, int64_t n, int heads, int d, uint32_t see
     for (auto& x : data.q) x = g(rng);
     return data;
   }
+  const bool topics = kind == "topics";
   const int clusters = static_cast<int>(std::max<int64_t>(1, n / 128));
   const float sigma = 0.1f / std::sqrt(static_cast<float>(d));
   std::uniform_int_distribution<int> pick(0, clusters - 1);
@@ -124,7 +149,8 @@ Data Generate(const std::string& kind, int64_t n, int heads, int d, uint32_t see
     }
     for (int64_t j = 0; j < n; ++j) {
       float* key = &data.k[j * row + h * d];
-      const int c = pick(rng);
+      // topics: run j / 128 of the sequence is about cluster j / 128.
+      const int c = topics ? static_cast<int>(std::min<int64_t>(j / 128, clusters - 1)) : pick(rng);
       float s = 0.0f;
       for (int i = 0; i < d; ++i) {
         key[i] = centers[c * d + i] + sigma * g(rng);
@@ -133,7 +159,12 @@ Data Generate(const std::string& kind, int64_t n, int heads, int d, uint32_t see
       const float scale = 10.0f * cnorm[c] * (1.0f + 0.1f * g(rng)) / std::sqrt(s);
       for (int i = 0; i < d; ++i) key[i] *= scale;
       float* qr = &data.q[j * row + h * d];
-      const int cq = pick(rng);
+      // topics + causal: a run the query sees completely (any run when it sees none).
+      const int64_t seen_runs = causal ? (j + 1) / 128 : clusters;
+      const int cq = topics && seen_runs > 0
+                         ? std::uniform_int_distribution<int>(
+                               0, static_cast<int>(std::min<int64_t>(seen_runs, clusters)) - 1)(rng)
+                         : pick(rng);
       for (int i = 0; i < d; ++i) qr[i] = 40.0f * (centers[cq * d + i] + sigma * g(rng));
     }
   }
@@ -201,16 +232,22 @@ int Main(int argc, char** argv) {
   IceformerOptions o;
   if (f.visits_per_k > 0) o.visits_per_k = f.visits_per_k;
   if (f.candidates_per_k > 0) o.candidates_per_k = f.candidates_per_k;
+  if (f.m > 0) o.num_simple = f.m;
+  if (f.L > 0) o.num_composite = f.L;
+  if (f.bands > 0) o.num_bands = f.bands;
+  if (f.band_ratio > 0.0f) o.band_ratio = f.band_ratio;
+  if (f.exact_up_to >= 0) o.exact_up_to = f.exact_up_to;
   std::printf("data=%s heads=%d head_dim=%d threads=%d reps=%d m=%d L=%d bands=%d "
-              "candidates_per_k=%d visits_per_k=%d exact_up_to=%ld\n\n",
+              "band_ratio=%.3f candidates_per_k=%d visits_per_k=%d exact_up_to=%ld\n\n",
               f.data.c_str(), f.heads, f.head_dim, f.threads, f.reps, o.num_simple,
-              o.num_composite, o.num_bands, o.candidates_per_k, o.visits_per_k,
+              o.num_composite, o.num_bands, o.band_ratio, o.candidates_per_k, o.visits_per_k,
               static_cast<long>(o.exact_up_to));
   std::printf("| mode | n | k | exact ms | iceformer ms | speedup | recall | mass recall | "
               "rel L2 | index B/key |\n|---|---|---|---|---|---|---|---|---|---|\n");
   for (const std::string& mode : f.modes) {
     for (int64_t n : f.n) {
-      const Data data = Generate(f.data, n, f.heads, f.head_dim, static_cast<uint32_t>(n));
+      const Data data =
+          Generate(f.data, n, f.heads, f.head_dim, mode == "causal", static_cast<uint32_t>(n));
       AttentionParams p;
       p.q_len = p.kv_len = n;
       p.n_heads = p.n_kv_heads = f.heads;

@@ -178,10 +178,28 @@ StatusOr<std::shared_ptr<const LlamaModel>> LlamaModel::Load(const std::string& 
     model->weight_bytes_ += WeightBytes(L.qkv) + WeightBytes(L.o_proj) + WeightBytes(L.gate_up) +
                             WeightBytes(L.down_proj) + 2 * d * 4;
   }
+  model->iceformer_ = options.iceformer;
+  model->iceformer_layer_.assign(c.num_layers, false);
+  if (options.iceformer.enabled) {
+    if (options.iceformer.layers.empty()) {
+      for (int i = c.num_layers / 2; i < c.num_layers; ++i) model->iceformer_layer_[i] = true;
+    }
+    for (int i : options.iceformer.layers) {
+      if (i < 0 || i >= c.num_layers) {
+        return InvalidArgumentError(dir + ": IceFormer layer " + std::to_string(i) +
+                                    " outside [0, " + std::to_string(c.num_layers) + ")");
+      }
+      model->iceformer_layer_[i] = true;
+    }
+  }
   model->rope_ = std::make_unique<RopeTable>(c.head_dim, model->max_sequence_length_, c.rope_theta);
   MEMORIA_LOG(kInfo, "loaded LLaMA model from {}: d {} ff {} layers {} heads {}/{} vocab {} ({} MB of weights)",
               dir, d, ff, c.num_layers, c.num_heads, c.num_kv_heads, V, model->weight_bytes_ >> 20);
   return std::shared_ptr<const LlamaModel>(std::move(model));
+}
+
+bool LlamaModel::UsesIceformer(int layer, int64_t q_len, int64_t kv_len) const {
+  return iceformer_layer_[layer] && q_len > 1 && kv_len >= iceformer_.min_kv_len;
 }
 
 LlamaSession::LlamaSession(std::shared_ptr<const LlamaModel> model, const ThreadPool* pool,
@@ -266,7 +284,20 @@ void LlamaSession::ForwardChunk(const int* ids, int64_t n, int64_t logits_rows, 
       std::memcpy(k_cache + (pos + t) * kv_dim, &qkv_[t * qkv_w + q_dim], kv_dim * sizeof(float));
       std::memcpy(v_cache + (pos + t) * kv_dim, &qkv_[t * qkv_w + q_dim + kv_dim], kv_dim * sizeof(float));
     }
-    Attention(pool, ap, qkv_.data(), qkv_w, k_cache, kv_dim, v_cache, kv_dim, attn_.data(), q_dim);
+    const bool iceformer = m.UsesIceformer(li, n, ap.kv_len);
+    if (iceformer) {
+      // The index is built over all kv_len keys of this chunk (a chunked prompt rebuilds it per
+      // chunk, so long prompts should use a prefill_chunk as long as the prompt).
+      IceformerAttention(pool, ap, m.iceformer_.attention, qkv_.data(), qkv_w, k_cache, kv_dim,
+                         v_cache, kv_dim, attn_.data(), q_dim);
+    } else {
+      Attention(pool, ap, qkv_.data(), qkv_w, k_cache, kv_dim, v_cache, kv_dim, attn_.data(),
+                q_dim);
+    }
+    if (observer_ != nullptr) {
+      observer_->OnAttention(li, ap, qkv_.data(), qkv_w, k_cache, v_cache, kv_dim, attn_.data(),
+                             q_dim, iceformer);
+    }
     // x += o_proj(attn): the residual add is the GEMM's accumulate.
     MatmulTransB(pool, n, d, q_dim, attn_.data(), q_dim, L.o_proj.data, L.o_proj.dtype, q_dim,
                  x_.data(), d, /*accumulate=*/true);

@@ -22,6 +22,8 @@
 #include "base/status.h"
 #include "engine/memory_layer.h"
 #include "engine/weights.h"
+#include "kernels/attention.h"
+#include "kernels/iceformer_attention.h"
 #include "kernels/rope.h"
 #include "kernels/thread_pool.h"
 
@@ -50,12 +52,47 @@ struct LlamaConfig {
   int64_t kv_dim() const { return int64_t(num_kv_heads) * head_dim; }
 };
 
+// IceFormer (kernels/iceformer_attention.h: top-k attention over a Prioritized DCI index) in
+// place of exact attention for long prefill chunks. Off by default: the engine then computes
+// exactly what it did before this option existed.
+struct LlamaIceformerSettings {
+  bool enabled = false;
+  // Exact attention while the keys visible to a chunk (KV-cache length + chunk length) are fewer
+  // than this: below a few thousand keys the exact blocked kernel is at least as fast.
+  int64_t min_kv_len = 4096;
+  // Layers (0-based) that use IceFormer; empty = the upper half [num_layers / 2, num_layers), as
+  // in the paper (lower layers attend more diffusely). Load fails with INVALID_ARGUMENT for an
+  // index outside [0, num_layers).
+  std::vector<int> layers;
+  // Top-k schedule, DCI structure and search budget. Queries that see at most
+  // attention.exact_up_to keys are computed exactly inside IceformerAttention as well.
+  IceformerOptions attention;
+};
+
 struct LlamaLoadOptions {
   // Longest sequence a session may hold (prompt + generated); 0 = max_position_embeddings.
   // The RoPE table and each session's KV cache are sized by it.
   int64_t max_sequence_length = 0;
   // Element type of product-key memory value tables (kBF16 halves their RAM and bytes read).
   DType memory_value_dtype = DType::kF32;
+  // IceFormer for long prefill chunks (off by default).
+  LlamaIceformerSettings iceformer;
+};
+
+// Optional per-layer view of attention inputs and outputs (tests and analysis capture real
+// queries/keys with it). Called by LlamaSession::ForwardChunk right after each layer's attention,
+// on the calling thread; the pointers are valid only during the call.
+//   q:   [p.q_len, n_heads * head_dim], row stride q_stride (after RoPE, before scaling)
+//   k,v: [p.kv_len, n_kv_heads * head_dim], row stride kv_stride (the layer's KV cache: positions
+//        0 .. kv_len - 1, this chunk's keys included, after RoPE)
+//   out: [p.q_len, n_heads * head_dim], row stride out_stride (the attention output)
+// `iceformer` tells which kernel produced `out`.
+class LlamaAttentionObserver {
+ public:
+  virtual ~LlamaAttentionObserver() = default;
+  virtual void OnAttention(int layer, const AttentionParams& p, const float* q, int64_t q_stride,
+                           const float* k, const float* v, int64_t kv_stride, const float* out,
+                           int64_t out_stride, bool iceformer) = 0;
 };
 
 class LlamaModel {
@@ -72,6 +109,11 @@ class LlamaModel {
   // Bytes of weights read per decoded token (all matrices + embedding row), for bandwidth figures.
   int64_t weight_bytes() const { return weight_bytes_; }
   uint64_t fingerprint() const { return model_dir_->Fingerprint(); }
+  const LlamaIceformerSettings& iceformer() const { return iceformer_; }
+  // True when layer `layer` uses IceFormer for a prefill chunk of q_len tokens that sees kv_len
+  // keys: enabled, the layer selected, q_len > 1 (a single decoded token would build an index of
+  // kv_len keys to answer one query, slower than the exact scan) and kv_len >= min_kv_len.
+  bool UsesIceformer(int layer, int64_t q_len, int64_t kv_len) const;
 
  private:
   friend class LlamaSession;
@@ -98,6 +140,8 @@ class LlamaModel {
   Weight lm_head;                        // [vocab, d] (the embedding when tied)
   std::vector<Layer> layers_;
   std::unique_ptr<RopeTable> rope_;
+  LlamaIceformerSettings iceformer_;
+  std::vector<bool> iceformer_layer_;  // [num_layers]; all false when IceFormer is off
 };
 
 // One sequence: its KV cache (f32, [layers][max_sequence_length][kv_dim] for K and V) and
@@ -113,6 +157,9 @@ class LlamaSession {
   // Tokens currently in the KV cache.
   int64_t length() const { return length_; }
   void Reset() { length_ = 0; }
+  // Observer of every layer's attention (nullptr = none, the default); not owned, must outlive
+  // its use. Adds no work when unset.
+  void set_attention_observer(LlamaAttentionObserver* observer) { observer_ = observer; }
 
   // Appends `ids` at positions [length(), length() + n) and runs them through the model.
   // Writes the logits of the last `logits_rows` of these tokens (0 <= logits_rows <= n) to
@@ -137,6 +184,7 @@ class LlamaSession {
   std::vector<float> x_, normed_, qkv_, attn_, gate_up_, act_;
   std::vector<float> memory_out_;        // [prefill_chunk, d], models with memory layers only
   MemoryLayer::Scratch memory_scratch_;
+  LlamaAttentionObserver* observer_ = nullptr;
 };
 
 }  // namespace memoria

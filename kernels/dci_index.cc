@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -31,6 +32,29 @@ inline float Dot(const float* a, const float* b, int n) {
   sum = _mm_cvtss_f32(s);
 #endif
   for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// sum_i q[i] * code[i] over int8 codes (the caller multiplies by the key's scale).
+inline float DotInt8(const float* q, const int8_t* code, int n) {
+  int i = 0;
+  float sum = 0.0f;
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(code + i));
+    const __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c));
+    const __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c, 8)));
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), c0, acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), c1, acc1);
+  }
+  const __m256 acc = _mm256_add_ps(acc0, acc1);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  sum = _mm_cvtss_f32(s);
+#endif
+  for (; i < n; ++i) sum += q[i] * static_cast<float>(code[i]);
   return sum;
 }
 
@@ -125,6 +149,8 @@ Status DciIndex::Reset(const float* keys, int64_t stride, int64_t capacity, floa
     }
   }
   band_of_.assign(capacity_, 0);
+  codes_.assign(static_cast<size_t>(capacity_) * dim_, 0);
+  code_scales_.assign(capacity_, 0.0f);
   return Status::Ok();
 }
 
@@ -160,6 +186,16 @@ void DciIndex::Add(const ThreadPool& pool, int64_t count) {
         const float* u = &directions_[static_cast<size_t>(list) * (d + 1)];
         block_proj_[j * lists + list] = Dot(u, key, d) * inv_bound + u[d] * last;
       }
+      // Symmetric int8 code of the key (scale = max |k_i| / 127), for candidate screening.
+      float amax = 0.0f;
+      for (int i = 0; i < d; ++i) amax = std::max(amax, std::abs(key[i]));
+      const float scale = amax / 127.0f;
+      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      int8_t* code = &codes_[static_cast<size_t>(base + j) * d];
+      for (int i = 0; i < d; ++i) {
+        code[i] = static_cast<int8_t>(std::clamp(std::nearbyint(key[i] * inv), -127.0f, 127.0f));
+      }
+      code_scales_[base + j] = scale;
     }
   });
   const int num_bands = options_.num_bands;
@@ -203,102 +239,6 @@ void DciIndex::Add(const ThreadPool& pool, int64_t count) {
   size_ += count;
 }
 
-void DciIndex::SearchBand(const Band& band, const float* q, float qnorm, int64_t limit, int k,
-                          int max_candidates, int max_visits, DciScratch* scratch) const {
-  const int m = options_.num_simple;
-  const int d = dim_;
-  const int64_t n = band.size;
-  auto& heap = scratch->heap_;
-  auto push = [&](float score, int32_t id) {
-    const std::pair<float, int32_t> item(score, id);
-    if (static_cast<int>(heap.size()) < k) {
-      heap.push_back(item);
-      std::push_heap(heap.begin(), heap.end(), Better);
-    } else if (Better(item, heap.front())) {
-      std::pop_heap(heap.begin(), heap.end(), Better);
-      heap.back() = item;
-      std::push_heap(heap.begin(), heap.end(), Better);
-    }
-  };
-  // Admitted candidates are scored in batches: their key rows are prefetched on admission, so the
-  // batch's cache misses overlap instead of each dot product waiting for its row. The final top-k
-  // does not depend on the scoring order (ties go to the smaller id).
-  constexpr int kBatch = 16;
-  int32_t batch[kBatch];
-  int batched = 0;
-  const int64_t row_bytes = static_cast<int64_t>(d) * static_cast<int64_t>(sizeof(float));
-  auto flush = [&]() {
-    for (int i = 0; i < batched; ++i) push(Dot(q, keys_ + batch[i] * stride_, d), batch[i]);
-    batched = 0;
-  };
-  // Query embedding of this band: [r q / |q|, sqrt(1 - r^2)].
-  const float radius_over_norm = band.query_radius / qnorm;
-
-  for (int l = 0; l < options_.num_composite; ++l) {
-    uint8_t* counts = scratch->counts_.data() + static_cast<size_t>(l) * capacity_;
-    // Per simple index: the array, the query's projection, the next entry on each side and the
-    // |projection difference| of each side (inf when that side is exhausted).
-    const Entry* arr[256];
-    float qps[256], gap[256][2], head[256];
-    int64_t cur[256][2];  // next entry on the left (0) and right (1) side
-    for (int s = 0; s < m; ++s) {
-      const int list = l * m + s;
-      const float* u = &directions_[static_cast<size_t>(list) * (d + 1)];
-      qps[s] = Dot(u, q, d) * radius_over_norm + u[d] * band.query_height;
-      const Entry* a = band.lists[list].data() + 1;  // a[-1], a[n]: sentinels
-      arr[s] = a;
-      const int64_t pos = std::lower_bound(a, a + n, qps[s],
-                                           [](const Entry& e, float v) { return e.proj < v; }) -
-                          a;
-      int64_t left = pos - 1, right = pos;
-      while (a[left].id >= limit) --left;
-      while (a[right].id >= limit) ++right;
-      cur[s][0] = left;
-      cur[s][1] = right;
-      gap[s][0] = qps[s] - a[left].proj;
-      gap[s][1] = a[right].proj - qps[s];
-      head[s] = std::min(gap[s][0], gap[s][1]);
-    }
-    int candidates = 0;
-    for (int visit = 0; visit < max_visits; ++visit) {
-      int best = 0;
-      for (int s = 1; s < m; ++s) best = head[s] < head[best] ? s : best;
-      if (head[best] == kInf) break;  // every visible key of the band seen
-      const Entry* a = arr[best];
-      const int side = gap[best][1] < gap[best][0] ? 1 : 0;
-      const int64_t step = 2 * side - 1;
-      int64_t at = cur[best][side];
-      const int32_t id = a[at].id;
-      do {
-        at += step;
-      } while (a[at].id >= limit);
-      cur[best][side] = at;
-      gap[best][side] = (a[at].proj - qps[best]) * static_cast<float>(step);
-      head[best] = std::min(gap[best][0], gap[best][1]);
-
-      const int c = ++counts[id];
-      if (c == 1) scratch->touched_.push_back(id);
-      if (c == m) {
-        // Scored already if an earlier composite index admitted it.
-        bool seen = false;
-        for (int e = 0; e < l; ++e) {
-          seen |= scratch->counts_[static_cast<size_t>(e) * capacity_ + id] == m;
-        }
-        if (!seen) {
-          const char* row = reinterpret_cast<const char*>(keys_ + id * stride_);
-          for (int64_t off = 0; off < row_bytes; off += 64) {
-            _mm_prefetch(row + off, _MM_HINT_T0);
-          }
-          batch[batched++] = id;
-          if (batched == kBatch) flush();
-        }
-        if (++candidates >= max_candidates) break;
-      }
-    }
-  }
-  flush();
-}
-
 int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
                     DciScratch* scratch, int32_t* ids, float* scores) const {
   limit = std::min(limit, size_);
@@ -306,13 +246,14 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
   if (limit <= 0) return 0;
   auto& heap = scratch->heap_;
   heap.clear();
+  const int d = dim_;
 
-  const float qnorm = std::sqrt(Dot(q, q, dim_));
+  const float qnorm = std::sqrt(Dot(q, q, d));
   if (limit <= k || qnorm == 0.0f) {
     // Everything visible is the answer (or every key ties at score 0).
     const int n = static_cast<int>(std::min<int64_t>(limit, k));
     for (int64_t j = 0; j < limit; ++j) {
-      const float score = qnorm == 0.0f ? 0.0f : Dot(q, keys_ + j * stride_, dim_);
+      const float score = qnorm == 0.0f ? 0.0f : Dot(q, keys_ + j * stride_, d);
       heap.emplace_back(score, static_cast<int32_t>(j));
     }
     std::partial_sort(heap.begin(), heap.begin() + n, heap.end(), Better);
@@ -323,26 +264,227 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
     return n;
   }
 
-  if (scratch->counts_.size() != static_cast<size_t>(options_.num_composite) * capacity_) {
-    scratch->counts_.assign(static_cast<size_t>(options_.num_composite) * capacity_, 0);
+  const int m = options_.num_simple, num_composite = options_.num_composite;
+  const int lists = num_lists();
+  if (scratch->counts_.size() != static_cast<size_t>(num_composite) * capacity_) {
+    scratch->counts_.assign(static_cast<size_t>(num_composite) * capacity_, 0);
   }
-  scratch->touched_.clear();
-  const int max_candidates = std::max(1, opts.max_candidates);
-  for (const Band& band : bands_) {
-    if (band.size == 0) continue;
-    // Every key of this and later bands scores at most |q| * upper_norm.
-    if (static_cast<int>(heap.size()) == k && qnorm * band.upper_norm <= heap.front().first) break;
-    // The band's share of the visit budget, by its (estimated) visible keys; at least enough to
-    // surface k candidates through m arrays.
-    const double share = static_cast<double>(band.size) / static_cast<double>(size_);
-    const int visits = static_cast<int>(
-        std::max<double>(std::ceil(opts.max_visits * share), 2.0 * k * options_.num_simple));
-    const int candidates = static_cast<int>(std::max<double>(std::ceil(max_candidates * share), k));
-    SearchBand(band, q, qnorm, limit, k, candidates, visits, scratch);
+  // u . q / |q| for every direction: shared by all bands (only the embedding's radius and
+  // height differ between them).
+  scratch->qdir_.resize(lists);
+  const float inv_qnorm = 1.0f / qnorm;
+  for (int list = 0; list < lists; ++list) {
+    scratch->qdir_[list] = Dot(&directions_[static_cast<size_t>(list) * (d + 1)], q, d) * inv_qnorm;
   }
-  for (int32_t id : scratch->touched_) {
-    for (int l = 0; l < options_.num_composite; ++l) {
-      scratch->counts_[static_cast<size_t>(l) * capacity_ + id] = 0;
+
+  // Walk state of every (non-empty band, list): the query's projection and the visited window
+  // (lo, hi) exclusive: entries lo + 1 .. hi - 1 have been visited, lo and hi come next.
+  auto& walk = scratch->walk_;
+  walk.clear();
+  std::vector<int>& band_ids = scratch->band_ids_;
+  band_ids.clear();
+  std::vector<int32_t>& cand = scratch->candidates_;
+  cand.clear();
+  // The first keys are always candidates (opts.first_keys; see DciQueryOptions).
+  const int64_t first = std::min<int64_t>(std::max(0, opts.first_keys), limit);
+  for (int64_t id = 0; id < first; ++id) cand.push_back(static_cast<int32_t>(id));
+  float radius = kInf;
+  int64_t largest = 0;
+  for (const Band& band : bands_) largest = std::max(largest, band.size);
+  for (int b = 0; b < static_cast<int>(bands_.size()); ++b) {
+    const Band& band = bands_[b];
+    const int64_t n = band.size;
+    if (n == 0) continue;
+    if (n <= k) {
+      // A band of at most k keys is taken whole: the one walk over all bands stops when the
+      // large bands have filled the budget, and would otherwise miss an outlier that sits alone
+      // in its band (often the key that matters most, e.g. an attention sink of large norm).
+      const Entry* a = band.lists[0].data() + 1;
+      for (int64_t i = 0; i < n; ++i) {
+        if (a[i].id < limit && a[i].id >= first) cand.push_back(a[i].id);
+      }
+      continue;
+    }
+    band_ids.push_back(b);
+    // Starting radius: the reach of max(k / 2, n / 32) entries on each side of the query in the
+    // tightest list of the largest band (measured: a few rounds below the final radius; the
+    // rounds grow it geometrically, and small bands would give a radius far too small).
+    const int64_t probe =
+        n == largest
+            ? std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(k / 2 + 1, n / 32), n / 2))
+            : 0;
+    for (int list = 0; list < lists; ++list) {
+      const float* u = &directions_[static_cast<size_t>(list) * (d + 1)];
+      // Projection of T_Q,b(q) = [r q / |q|, sqrt(1 - r^2)].
+      const float qp = scratch->qdir_[list] * band.query_radius + u[d] * band.query_height;
+      const Entry* a = band.lists[list].data() + 1;  // a[-1], a[n]: sentinels
+      const int64_t pos =
+          std::lower_bound(a, a + n, qp, [](const Entry& e, float v) { return e.proj < v; }) - a;
+      walk.push_back({a, qp, pos - 1, pos});
+      if (probe == 0) continue;
+      const int64_t l_at = std::max<int64_t>(-1, pos - probe), r_at = std::min(n, pos + probe - 1);
+      radius = std::min(radius, std::min(qp - a[l_at].proj, a[r_at].proj - qp));
+    }
+  }
+  if (!(radius < kInf)) radius = 0.0f;  // tiny bands: the rounds grow it until exhausted
+  radius = std::max(radius, 1e-6f);
+
+  // The walk, in rounds of growing radius r over every band at once: all entries within r of the
+  // query's projection are visited, in every list, before any entry beyond r. A key is admitted
+  // (becomes a candidate) when its largest projection gap over the m lists of a composite index
+  // is <= r: the admission order of Prioritized DCI's priority queue (which visits entries in
+  // increasing gap across the m lists), up to the order inside one round. A round is a
+  // branch-light sequential scan, where a per-entry priority queue pays a mispredicted branch per
+  // visit; and one walk over all bands spends the budget where the query's neighbours are,
+  // instead of a fixed share per band. After each round the new candidates are screened, and
+  // bands that cannot reach the top-k (|q| * upper norm below the bound T) are dropped.
+  const int64_t max_admitted = int64_t{std::max(1, opts.max_candidates)} * num_composite;
+  const int64_t max_visits = int64_t{std::max(1, opts.max_visits)} * num_composite;
+  int64_t admitted = 0, visits = 0;
+  size_t scored = 0;
+  int active = static_cast<int>(band_ids.size());  // bands [0, active) of band_ids still walked
+  constexpr size_t kAhead = 8;  // candidates prefetched ahead of the one being scored
+  auto prefetch = [&](int32_t id) {
+    const char* row = reinterpret_cast<const char*>(&codes_[static_cast<size_t>(id) * d]);
+    for (int off = 0; off < d; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
+  };
+  // Screening: the int8 code gives q . k within err = scale * |q|_1 / 2 (each k_i is within
+  // scale / 2 of scale * code_i), plus a little for fp32 rounding. Candidates that provably
+  // cannot enter the top-k are dropped (see below) and the rest are scored exactly from the key
+  // row, so the answer is the same as scoring every candidate exactly, while most candidates
+  // cost a 128-byte code read instead of a 512-byte key row (random rows from L3 or DRAM were
+  // the dominant cost of the search).
+  float q_l1 = 0.0f;
+  for (int i = 0; i < d; ++i) q_l1 += std::abs(q[i]);
+  // 1/2 from the code's rounding; the rest bounds the fp32 rounding of both dot products
+  // (each term is at most |q_i| * 127 * scale, n terms, twice the unit roundoff each).
+  const float err_factor = 0.5f + 4.0f * static_cast<float>(d) * 127.0f * 6e-8f;
+  auto& screen = scratch->screen_;  // (upper end, id) of every screened candidate
+  auto& lower = scratch->lower_;    // min-heap of the k largest lower ends (front: T)
+  screen.clear();
+  lower.clear();
+  for (;;) {
+    bool exhausted = true;
+    for (int bi = 0; bi < active; ++bi) {
+      const int64_t n = bands_[band_ids[bi]].size;
+      for (int l = 0; l < num_composite; ++l) {
+        uint8_t* counts = scratch->counts_.data() + static_cast<size_t>(l) * capacity_;
+        auto admit = [&](int32_t id) {
+          // Already a candidate through another composite index (the composite indices walk in
+          // the same rounds, so any of them may have admitted it first).
+          bool seen = false;
+          for (int e = 0; e < num_composite; ++e) {
+            seen |= e != l && scratch->counts_[static_cast<size_t>(e) * capacity_ + id] == m;
+          }
+          if (!seen) cand.push_back(id);
+          ++admitted;
+        };
+        for (int s = 0; s < m; ++s) {
+          DciScratch::Walk& w = walk[static_cast<size_t>(bi) * lists + l * m + s];
+          const Entry* a = static_cast<const Entry*>(w.entries);
+          const float qp = w.qp;
+          // The sentinels' +-inf projections end each scan without a bounds check.
+          // Hidden keys (causal: future ones) are skipped and not counted as visits, so the
+          // budget buys the same number of visible entries whatever the block structure.
+          int64_t i = w.lo, hidden = 0;
+          for (; qp - a[i].proj <= radius; --i) {
+            const int32_t id = a[i].id;
+            if (id >= limit) {
+              ++hidden;
+              continue;
+            }
+            if (++counts[id] == m && id >= first) admit(id);
+          }
+          visits += w.lo - i;
+          w.lo = i;
+          i = w.hi;
+          for (; a[i].proj - qp <= radius; ++i) {
+            const int32_t id = a[i].id;
+            if (id >= limit) {
+              ++hidden;
+              continue;
+            }
+            if (++counts[id] == m && id >= first) admit(id);
+          }
+          visits += i - w.hi - hidden;
+          w.hi = i;
+          exhausted &= w.lo < 0 && w.hi >= n;
+        }
+      }
+    }
+    // Screen the round's new candidates by their int8 codes: each gets a bracket
+    // [approx - err, approx + err] around its exact score. The k-th largest lower end seen so
+    // far, T, is a lower bound of the final k-th best exact score.
+    for (size_t c = scored; c < std::min(cand.size(), scored + kAhead); ++c) prefetch(cand[c]);
+    for (size_t c = scored; c < cand.size(); ++c) {
+      if (c + kAhead < cand.size()) prefetch(cand[c + kAhead]);
+      const int32_t id = cand[c];
+      const float scale = code_scales_[id];
+      const float approx = scale * DotInt8(q, &codes_[static_cast<size_t>(id) * d], d);
+      const float err = err_factor * scale * q_l1 + 1e-30f;
+      screen.push_back({approx + err, id});
+      const float low = approx - err;
+      if (static_cast<int>(lower.size()) < k) {
+        lower.push_back(low);
+        std::push_heap(lower.begin(), lower.end(), std::greater<float>());
+      } else if (low > lower.front()) {
+        std::pop_heap(lower.begin(), lower.end(), std::greater<float>());
+        lower.back() = low;
+        std::push_heap(lower.begin(), lower.end(), std::greater<float>());
+      }
+    }
+    scored = cand.size();
+    if (exhausted || admitted >= max_admitted || visits >= max_visits) break;
+    // Every key of a band and of the bands after it (smaller norms) scores at most
+    // |q| * upper_norm: once that is below T, none of them can enter the top-k.
+    if (static_cast<int>(lower.size()) == k) {
+      while (active > 0 && qnorm * bands_[band_ids[active - 1]].upper_norm < lower.front()) {
+        --active;
+      }
+      if (active == 0) break;
+    }
+    // Grow faster while few candidates have come (the radius is still far below the
+    // neighbours' distance), then in finer steps so the budget is not overshot by much.
+    radius *= admitted * 8 < max_admitted ? 1.5f : 1.2f;
+  }
+
+  // Exact scores for the candidates whose upper end reaches T (a candidate below it scores less
+  // than k others for sure), their key rows prefetched a few ahead. The answer is the same as
+  // scoring every candidate exactly.
+  const float threshold = static_cast<int>(lower.size()) == k ? lower.front() : -kInf;
+  size_t kept = 0;
+  for (const auto& item : screen) {
+    if (!(item.first < threshold)) screen[kept++] = item;
+  }
+  const int64_t row_bytes = static_cast<int64_t>(d) * static_cast<int64_t>(sizeof(float));
+  auto prefetch_row = [&](int32_t id) {
+    const char* row = reinterpret_cast<const char*>(keys_ + id * stride_);
+    for (int64_t off = 0; off < row_bytes; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
+  };
+  constexpr size_t kRowsAhead = 4;
+  for (size_t c = 0; c < std::min(kept, kRowsAhead); ++c) prefetch_row(screen[c].second);
+  for (size_t c = 0; c < kept; ++c) {
+    if (c + kRowsAhead < kept) prefetch_row(screen[c + kRowsAhead].second);
+    const int32_t id = screen[c].second;
+    const std::pair<float, int32_t> item(Dot(q, keys_ + id * stride_, d), id);
+    if (static_cast<int>(heap.size()) < k) {
+      heap.push_back(item);
+      std::push_heap(heap.begin(), heap.end(), Better);
+    } else if (Better(item, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), Better);
+      heap.back() = item;
+      std::push_heap(heap.begin(), heap.end(), Better);
+    }
+  }
+
+  // Clear the visit counts by walking the visited windows again (cheaper than a list of touched
+  // ids: no store per first visit).
+  for (size_t bi = 0; bi < band_ids.size(); ++bi) {
+    for (int list = 0; list < lists; ++list) {
+      const DciScratch::Walk& w = walk[bi * lists + list];
+      uint8_t* counts = scratch->counts_.data() + static_cast<size_t>(list / m) * capacity_;
+      const Entry* a = static_cast<const Entry*>(w.entries);
+      for (int64_t i = w.lo + 1; i < w.hi; ++i) counts[a[i].id] = 0;
     }
   }
 
@@ -361,7 +503,8 @@ int64_t DciIndex::IndexBytes() const {
     for (const auto& list : band.lists) entries += static_cast<int64_t>(list.capacity());
   }
   return entries * static_cast<int64_t>(sizeof(Entry)) +
-         static_cast<int64_t>(directions_.size() * sizeof(float)) + capacity_;  // + band_of_
+         static_cast<int64_t>(directions_.size() * sizeof(float)) +
+         capacity_ * (1 + dim_ + static_cast<int64_t>(sizeof(float)));  // band_of_, codes
 }
 
 int64_t DciIndex::ScratchBytes() const { return options_.num_composite * capacity_; }

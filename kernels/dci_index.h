@@ -20,19 +20,30 @@
 //   T_Q,b(q) = [ r q / |q| , sqrt(1 - r^2) ],    r = band_height * (1 + g) / 2,
 // i.e. where a key of that norm aligned with q lies, so aligned keys of the band are near the
 // query and the walk order approximates the band's q.k order (exact for one norm). band_height
-// < 1 keeps every band away from the pole, where the height changes fastest with the norm. Bands
-// are searched from the largest norms down and skipped once |q| * (band's upper norm) cannot beat
-// the k-th best score found (an exact bound). num_bands = 1 with band_height = 1 is the plain
-// reduction above.
+// < 1 keeps every band away from the pole, where the height changes fastest with the norm. A band
+// is dropped from the walk once |q| * (band's upper norm) is below a proven lower bound of the
+// k-th best score (an exact bound). num_bands = 1 with band_height = 1 is the plain reduction.
 //
 // Structure. L composite indices of m simple indices each; simple index (l, s) owns a random unit
 // direction u_ls in R^(d+1) and, per band, the band's keys sorted by u_ls . T_K(k_j) (a sorted
-// array of {projection, id}). A query walks, in each composite index, the m sorted arrays outward
-// from its own projection, always taking the entry with the smallest |projection difference| over
-// the m arrays next (the priority order). A key seen in all m arrays of a composite index becomes
-// a candidate and is scored by its true inner product; the walk of a composite index in a band
-// stops after `max_candidates` candidates or its share of `max_visits` visited entries (the
-// band's fraction of the visible keys). The k best scored candidates are the answer.
+// array of {projection, id}). A key becomes a candidate of composite index l when it has been
+// seen in all m of its arrays, and candidates are ranked by their true inner product.
+//
+// Walk (Query). Prioritized DCI visits entries in increasing |projection difference| over the
+// m arrays with a priority queue; a key is then admitted at the moment its largest difference
+// over the m arrays is reached. We visit in rounds of a growing radius r instead, over every band
+// and composite index at once: each round scans, in every array, the entries whose difference
+// is <= r (sequential, branch-light), so keys are admitted in the same order up to the order
+// inside one round. The walk stops after `max_candidates` admissions or `max_visits` visited
+// entries per composite index (over all bands, hidden keys not counted), or when every band is
+// exhausted or dropped. One walk over all bands spends the budget where the query's neighbours
+// are; bands of at most k keys (outliers of large norm) are taken whole.
+//
+// Scoring. Each key also has an int8 code (k_i ~ scale * code_i). A candidate is first screened
+// by its code, which brackets q.k within +-scale |q|_1 / 2 (plus fp32 rounding); a candidate
+// whose upper end is below the k-th largest lower end of all candidates cannot be in the top-k
+// and is never read in fp32. The rest (those near the top-k boundary) are scored exactly, so the
+// answer is the same as scoring every candidate exactly.
 //
 // Insertion. Keys are referenced in place (row j at keys + j * stride) and become searchable in
 // order: Add(count) appends the next `count` rows. Each array takes its new entries by sorting
@@ -43,8 +54,9 @@
 // a pointer chase; flat arrays keep the walk (the hot loop) sequential in memory.
 //
 // Memory: 8 bytes (float projection + int32 id) per key per simple index, i.e. 8 m L bytes per
-// key (64 for m = 4, L = 2), plus L bytes per key and the visit lists in each thread's
-// DciScratch. Keys are not copied. No n x n buffer exists anywhere.
+// key (16 for m = 2, L = 1; up to twice that with the arrays' growth slack), plus d + 4 bytes of
+// int8 code and scale and 1 byte of band id per key; L bytes per key of visit counts and the
+// candidate lists in each thread's DciScratch. Keys are not copied. No n x n buffer exists.
 //
 // Thread-safety: Query is const and may run concurrently from many threads, each with its own
 // DciScratch. Reset/Add must not overlap queries.
@@ -84,8 +96,12 @@ struct DciOptions {
 struct DciQueryOptions {
   int k = 20;                // neighbours wanted (k >= 1)
   int max_candidates = 400;  // k0: candidates scored per composite index (per band)
-  int max_visits = 4000;     // k1: sorted-array entries visited per composite index, shared
-                             // among the bands in proportion to their visible keys
+  int max_visits = 4000;     // k1: sorted-array entries visited per composite index, over
+                             // all norm bands (hidden keys not counted)
+  // Keys 0 .. first_keys - 1 are always scored (on top of the walk's candidates). For attention
+  // over a prompt these are its first tokens, which trained LMs use as "attention sinks": keys
+  // that many queries weight heavily and that a projection walk can miss. 0 = pure DCI.
+  int first_keys = 0;
 };
 
 // Per-thread working memory of Query, reused across queries (no allocation per query once sized).
@@ -97,7 +113,20 @@ class DciScratch {
   friend class DciIndex;
   // counts_[l * capacity + id]: arrays of composite l that have shown id in this query.
   std::vector<uint8_t> counts_;
-  std::vector<int32_t> touched_;  // ids with a nonzero count, reset after the query
+  // Walk state of one sorted array (band, list) in the current query: its entries (a
+  // DciIndex::Entry array), the query's projection, and the visited window (lo, hi) exclusive.
+  struct Walk {
+    const void* entries;
+    float qp;
+    int64_t lo, hi;
+  };
+  std::vector<Walk> walk_;           // [non-empty bands][lists]
+  std::vector<int> band_ids_;        // the non-empty bands, largest norms first
+  std::vector<int32_t> candidates_;  // admitted ids of this query, in admission order
+  std::vector<float> qdir_;          // u_list . q / |q| per direction
+  // (upper bound of q.k, id) of every screened candidate of the query.
+  std::vector<std::pair<float, int32_t>> screen_;
+  std::vector<float> lower_;                       // lower bounds of q.k (screening threshold)
   std::vector<std::pair<float, int32_t>> heap_;  // top-k min-heap of (score, id)
 };
 
@@ -158,10 +187,6 @@ class DciIndex {
 
   int num_lists() const { return options_.num_simple * options_.num_composite; }
   int BandOf(float norm) const;
-  // Walks `band` for query q (norm qnorm) and pushes scored candidates into the scratch heap.
-  void SearchBand(const Band& band, const float* q, float qnorm, int64_t limit, int k,
-                  int max_candidates, int max_visits, DciScratch* s) const;
-
   int dim_;
   DciOptions options_;
   // directions_[list * (dim + 1) + i]: unit vectors in R^(d+1).
@@ -174,6 +199,10 @@ class DciIndex {
   std::vector<Band> bands_;
   // band_of_[id]: band of key id (0 = largest norms).
   std::vector<uint8_t> band_of_;
+  // codes_[id * dim + i], code_scales_[id]: int8 copy of key id (k_i ~ scale * code_i), used to
+  // screen candidates before their exact score (see Query).
+  std::vector<int8_t> codes_;
+  std::vector<float> code_scales_;
   // Scratch for Add: per new key, its band and its projections onto every direction.
   std::vector<float> block_proj_;
 };

@@ -224,6 +224,70 @@ TEST(DciIndexRecallTest, BandsFindNeighboursOfVariedNorms) {
   EXPECT_LT(plain, banded);
 }
 
+// first_keys: keys 0 .. first_keys - 1 are scored even when the walk's budget is spent before it
+// reaches them, and still enter the answer only by score (a hidden one never does). Setup: key 2
+// is the best key for the query by norm (5) at a moderate angle (cosine 0.6), among 200 other
+// keys of norm 5 in random directions and 3800 keys of norm <= 2.5, so a walk of one round
+// (budget 1) does not reach it in most queries.
+TEST(DciIndexEdgeTest, FirstKeysAreAlwaysScored) {
+  const int d = 32;
+  const int64_t n = 4000;
+  auto keys = VariedNormKeys(n, d, 11);
+  for (auto& x : keys) x *= 0.5f;  // norms 0.625 .. 2.5
+  std::mt19937 rng(13);
+  std::normal_distribution<float> g;
+  auto random_unit = [&](float* out) {
+    float s = 0.0f;
+    for (int t = 0; t < d; ++t) {
+      out[t] = g(rng);
+      s += out[t] * out[t];
+    }
+    for (int t = 0; t < d; ++t) out[t] /= std::sqrt(s);
+  };
+  for (int64_t j = 10; j < 210; ++j) {
+    random_unit(&keys[j * d]);
+    for (int t = 0; t < d; ++t) keys[j * d + t] *= 5.0f;
+  }
+  ThreadPool pool(1);
+  DciOptions options;
+  options.num_simple = 2;
+  options.num_bands = 4;
+  int missed_without = 0;
+  for (int i = 0; i < 10; ++i) {
+    std::vector<float> q(d), r(d);
+    random_unit(q.data());
+    random_unit(r.data());
+    // Key 2 = 5 (0.6 q + 0.8 r_perp), r_perp: r made orthogonal to q.
+    float qr = 0.0f, rn = 0.0f;
+    for (int t = 0; t < d; ++t) qr += q[t] * r[t];
+    for (int t = 0; t < d; ++t) r[t] -= qr * q[t];
+    for (int t = 0; t < d; ++t) rn += r[t] * r[t];
+    for (int t = 0; t < d; ++t) keys[2 * d + t] = 5.0f * (0.6f * q[t] + 0.8f * r[t] / std::sqrt(rn));
+    ASSERT_EQ(TopK(q.data(), keys, d, n, 1)[0], 2);
+    DciIndex index(d, options);
+    ASSERT_TRUE(index.Reset(keys.data(), d, n, MaxNorm(keys, d)).ok());
+    index.Add(pool, n);
+    DciQueryOptions qo;
+    qo.k = 5;
+    qo.max_candidates = 1;
+    qo.max_visits = 1;
+    DciScratch scratch;
+    std::vector<int32_t> ids(qo.k);
+    std::vector<float> scores(qo.k);
+    int found = index.Query(q.data(), n, qo, &scratch, ids.data(), scores.data());
+    missed_without += found == 0 || ids[0] != 2;
+    qo.first_keys = 4;
+    found = index.Query(q.data(), n, qo, &scratch, ids.data(), scores.data());
+    ASSERT_GE(found, 1);
+    EXPECT_EQ(ids[0], 2) << "query " << i;
+    // Hidden by the limit: key 2 is not returned even though it is among the first keys.
+    found = index.Query(q.data(), 2, qo, &scratch, ids.data(), scores.data());
+    EXPECT_EQ(std::count(ids.begin(), ids.begin() + found, 2), 0) << "query " << i;
+  }
+  // The setup does hide key 2 from the budget-1 walk (else this test would prove nothing).
+  EXPECT_GE(missed_without, 5);
+}
+
 TEST(DciIndexEdgeTest, SmallLimitZeroQueryAndErrors) {
   const int d = 8;
   const auto keys = VariedNormKeys(100, d, 9);

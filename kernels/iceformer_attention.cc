@@ -104,6 +104,7 @@ void IceformerAttention(const ThreadPool& pool, const AttentionParams& p,
       static_cast<int>(std::min<int64_t>(int64_t{options.candidates_per_k} * top_k, 1 << 30));
   query_options.max_visits =
       static_cast<int>(std::min<int64_t>(int64_t{options.visits_per_k} * top_k, 1 << 30));
+  query_options.first_keys = options.first_keys;
 
   if (trace != nullptr) {
     trace->k = top_k;
@@ -186,9 +187,14 @@ void IceformerAttention(const ThreadPool& pool, const AttentionParams& p,
       index.Add(pool, n);
       run_rows(&index, first_searched, p.q_len);
     } else {
-      const int64_t block = std::max<int64_t>(1, options.causal_block);
-      for (int64_t row = first_searched; row < p.q_len; row += block) {
-        const int64_t row_end = std::min(p.q_len, row + block);
+      for (int64_t row = first_searched, row_end; row < p.q_len; row = row_end) {
+        // Blocks grow with the visible keys: each block is one parallel region (a barrier, which
+        // costs most when other processes share the cores), and the queries of a block skip at
+        // most block - 1 hidden keys, a fraction <= causal_block_fraction of what they see.
+        const double grown = options.causal_block_fraction * static_cast<double>(visible(row));
+        const int64_t block =
+            std::max<int64_t>(std::max<int64_t>(1, options.causal_block), static_cast<int64_t>(grown));
+        row_end = std::min(p.q_len, row + block);
         const int64_t need = visible(row_end - 1);
         if (need > index.size()) index.Add(pool, need - index.size());
         run_rows(&index, row, row_end);
