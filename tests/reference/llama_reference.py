@@ -70,8 +70,10 @@ class LlamaReference:
     """Forward pass with an optional KV cache: a list with one entry per layer, None before the
     first call, then a (k, v) pair of [n_kv_heads, tokens, head_dim] tensors."""
 
-    def __init__(self, cfg, weights):
+    def __init__(self, cfg, weights, linear=None):
+        """linear(x, name) -> x @ weights[name].T; a peer benchmark may pass a faster one."""
         self.cfg, self.w = cfg, weights
+        self.linear = linear or (lambda x, name: x @ weights[name].T)
         self.heads = cfg["num_attention_heads"]
         self.kv_heads = cfg["num_key_value_heads"]
         self.hd = cfg["hidden_size"] // self.heads
@@ -90,9 +92,9 @@ class LlamaReference:
         for i in range(self.cfg["num_hidden_layers"]):
             p = f"model.layers.{i}."
             h = rms_norm(x, w[p + "input_layernorm.weight"], self.eps)
-            q = (h @ w[p + "self_attn.q_proj.weight"].T).view(n, self.heads, hd).transpose(0, 1)
-            k = (h @ w[p + "self_attn.k_proj.weight"].T).view(n, self.kv_heads, hd).transpose(0, 1)
-            v = (h @ w[p + "self_attn.v_proj.weight"].T).view(n, self.kv_heads, hd).transpose(0, 1)
+            q = self.linear(h, p + "self_attn.q_proj.weight").view(n, self.heads, hd).transpose(0, 1)
+            k = self.linear(h, p + "self_attn.k_proj.weight").view(n, self.kv_heads, hd).transpose(0, 1)
+            v = self.linear(h, p + "self_attn.v_proj.weight").view(n, self.kv_heads, hd).transpose(0, 1)
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
             if cache is not None:
@@ -106,11 +108,11 @@ class LlamaReference:
             scores = q @ k_rep.transpose(1, 2) / math.sqrt(hd) + causal
             attn = torch.softmax(scores, dim=-1) @ v_rep
             attn = attn.transpose(0, 1).reshape(n, self.heads * hd)
-            x = x + attn @ w[p + "self_attn.o_proj.weight"].T
+            x = x + self.linear(attn, p + "self_attn.o_proj.weight")
             h = rms_norm(x, w[p + "post_attention_layernorm.weight"], self.eps)
-            gate = h @ w[p + "mlp.gate_proj.weight"].T
-            up = h @ w[p + "mlp.up_proj.weight"].T
-            x = x + (torch.nn.functional.silu(gate) * up) @ w[p + "mlp.down_proj.weight"].T
+            gate = self.linear(h, p + "mlp.gate_proj.weight")
+            up = self.linear(h, p + "mlp.up_proj.weight")
+            x = x + self.linear(torch.nn.functional.silu(gate) * up, p + "mlp.down_proj.weight")
         if logits_rows is not None:
             x = x[n - logits_rows:]
         return rms_norm(x, w["model.norm.weight"], self.eps) @ self.head.T
