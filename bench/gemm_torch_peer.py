@@ -1,5 +1,9 @@
 #!/usr/bin/python3
-"""Peer figures for bench/gemm_bench.cc: torch.matmul GFLOP/s for the same Linear shapes.
+"""Peer figures for bench/gemm_bench.cc: PyTorch GFLOP/s for the same Linear shapes.
+
+Debian's torch links the generic reference BLAS (about 2 GFLOP/s), so the peer is torch's oneDNN
+linear (torch._C._nn.mkldnn_linear on weights converted once with to_mkldnn), PyTorch's fastest
+fp32 CPU path in this build; the input's conversion to and from oneDNN's layout is timed with it.
 
 Run with the system interpreter that has torch (/usr/bin/python3). Prints "M N K gflops" lines,
 the format gemm_bench --peer=FILE reads. Same method as gemm_bench: x @ W.T with W in [N, K]
@@ -38,21 +42,24 @@ def main():
             for n in nks:
                 for k in nks:
                     a = torch.rand(m, k) * 2 - 1
-                    out = torch.empty(m, n)
+
+                    def linear(w):
+                        return torch._C._nn.mkldnn_linear(a.to_mkldnn(), w, None).to_dense()
+
                     if m == 1:
                         copies = max(2, (512 << 20) // (n * k * 4) + 1)
-                        ws = [torch.rand(n, k) * 2 - 1 for _ in range(copies)]
+                        ws = [(torch.rand(n, k) * 2 - 1).to_mkldnn() for _ in range(copies)]
                         state = {"i": 0}
 
                         def step():
-                            torch.matmul(a, ws[state["i"]].t(), out=out)
+                            linear(ws[state["i"]])
                             state["i"] = (state["i"] + 1) % copies
 
                         s = median_seconds(step, RUNS * 4)
                         del ws
                     else:
-                        w = torch.rand(n, k) * 2 - 1
-                        s = median_seconds(lambda: torch.matmul(a, w.t(), out=out), RUNS)
+                        w = (torch.rand(n, k) * 2 - 1).to_mkldnn()
+                        s = median_seconds(lambda: linear(w), RUNS)
                     print(f"{m} {n} {k} {2.0 * m * n * k / s * 1e-9:.2f}", flush=True)
 
 

@@ -21,7 +21,7 @@ fi
   echo "- machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; ISA flags: ${FLAGS}"
   echo "- load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- command: bench/run_gemm.sh $BUILD $THREADS  (= $BUILD/bench/gemm_bench --threads=$THREADS ${PEER_ARG[*]:+--peer=torch.txt})"
-  echo "- peer: $(/usr/bin/python3 -c 'import torch; print("torch", torch.__version__, "torch.matmul, set_num_threads('"$THREADS"')")' 2>/dev/null || echo none)"
+  echo "- peer: $(/usr/bin/python3 -c 'import torch; print("torch", torch.__version__, "oneDNN linear (mkldnn_linear; this torch links the generic reference BLAS), set_num_threads('"$THREADS"')")' 2>/dev/null || echo none)"
   echo
   "$BUILD/bench/gemm_bench" --threads="$THREADS" "${PEER_ARG[@]}"
 } > "$OUT"
