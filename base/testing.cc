@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 namespace memoria::testing {
 
@@ -35,6 +36,18 @@ std::string SharedPath(const std::string& relative) { return SharedDir() + "/" +
 std::string BuildDir() {
   if (const char* dir = std::getenv("MEMORIA_BUILD_DIR"); dir && *dir) return dir;
   return MEMORIA_DEFAULT_BUILD_DIR;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 std::string MakeTempDir(const std::string& prefix) {

@@ -24,6 +24,11 @@ std::string BuildDir();
 // The source tree (MEMORIA_SOURCE_DIR, default: the one this build was configured from).
 std::string SourceDir();
 
+// The whole file as bytes ("" if it cannot be read; the caller's checks then fail).
+std::string ReadFile(const std::string& path);
+// Replaces the file's contents with `bytes` (for building corrupted copies).
+void WriteFile(const std::string& path, const std::string& bytes);
+
 // A fresh empty directory under the system temp dir, removed by the caller if it cares.
 std::string MakeTempDir(const std::string& prefix);
 

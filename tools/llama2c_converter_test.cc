@@ -19,17 +19,8 @@
 namespace memoria {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using testing::ReadFile;
+using testing::WriteFile;
 
 std::string CheckpointPath() { return testing::SharedPath("models/stories260K/stories260K.bin"); }
 std::string TokenizerBinPath() { return testing::SharedPath("models/stories260K/tok512.bin"); }
