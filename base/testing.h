@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace memoria::testing {
@@ -28,6 +29,10 @@ std::string SourceDir();
 std::string ReadFile(const std::string& path);
 // Replaces the file's contents with `bytes` (for building corrupted copies).
 void WriteFile(const std::string& path, const std::string& bytes);
+
+// Runs `command` through the shell with stderr merged into stdout. Returns (exit status, output);
+// the status is -1 when the command could not start or did not exit normally.
+std::pair<int, std::string> RunShell(const std::string& command);
 
 // A fresh empty directory under the system temp dir, removed by the caller if it cares.
 std::string MakeTempDir(const std::string& prefix);

@@ -28,13 +28,8 @@ grpc::health::v1::HealthCheckResponse::ServingStatus Health(const std::string& t
 
 TEST(ServerLifecycleTest, NotReadyWhileLoadingReadyAfterWarmUpNotReadyWhenDraining) {
   MEMORIA_REQUIRE_SHARED();
-  const std::string model = testing::MakeTempDir("memoria-lifecycle-model");
-  ASSERT_EQ(std::system((testing::BuildDir() + "/tools/memoria convert-llama2c --checkpoint " +
-                         testing::SharedPath("models/stories260K/stories260K.bin") +
-                         " --tokenizer " + testing::SharedPath("models/stories260K/tok512.bin") +
-                         " --out " + model + " > /dev/null")
-                            .c_str()),
-            0);
+  const std::string model = testing::ConvertStories260K();
+  ASSERT_FALSE(model.empty()) << "memoria convert-llama2c failed";
   v1::ServerConfig config;
   config.set_listen_address("127.0.0.1:0");
   config.set_http_port(0);

@@ -15,16 +15,7 @@
 namespace memoria {
 namespace {
 
-std::pair<int, std::string> RunShell(const std::string& command) {
-  std::string out;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {-1, ""};
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using testing::RunShell;
 
 TEST(BuildStoreCliTest, BuildsASquadStoreThatInspectStoreVerifies) {
   MEMORIA_REQUIRE_SHARED();

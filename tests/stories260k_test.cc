@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <numeric>
+#include <string>
+#include <tuple>
 
 #include "engine/llama_generator.h"
 #include "engine/llama_model.h"
@@ -90,44 +92,28 @@ TEST_F(Stories260KTest, StopStringCutsTheOutput) {
   EXPECT_EQ(text, "Once upon a time, there was a little girl named ");
 }
 
-std::string RunAndCapture(const std::string& command, int* status) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) {
-    *status = -1;
-    return out;
-  }
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  *status = pclose(pipe);
-  return out;
-}
-
 TEST_F(Stories260KTest, CommandLineConvertsAndCompletesAPrompt) {
   MEMORIA_REQUIRE_SHARED();
   const std::string memoria = testing::BuildDir() + "/tools/memoria";
   const std::string out_dir = testing::MakeTempDir("memoria-cli");
-  int status = 0;
-  RunAndCapture(memoria + " convert-llama2c --checkpoint " +
-                    testing::SharedPath("models/stories260K/stories260K.bin") + " --tokenizer " +
-                    testing::SharedPath("models/stories260K/tok512.bin") + " --out " + out_dir + " 2>&1",
-                &status);
-  ASSERT_EQ(status, 0);
-  std::string out = RunAndCapture(memoria + " generate --model " + out_dir +
-                                      " --prompt 'Once upon a time' --max-new-tokens 20 --threads 2"
-                                      " --log-level error",
-                                  &status);
+  auto [status, out] = testing::RunShell(memoria + " convert-llama2c --checkpoint " +
+                                         testing::SharedPath("models/stories260K/stories260K.bin") +
+                                         " --tokenizer " + testing::SharedPath("models/stories260K/tok512.bin") +
+                                         " --out " + out_dir);
+  ASSERT_EQ(status, 0) << out;
+  std::tie(status, out) = testing::RunShell(memoria + " generate --model " + out_dir +
+                                            " --prompt 'Once upon a time' --max-new-tokens 20 --threads 2"
+                                            " --log-level error");
   ASSERT_EQ(status, 0) << out;
   EXPECT_EQ(out.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << out;
 
   // Bad input: a clear message and a non-zero exit, no crash.
-  std::string err = RunAndCapture(memoria + " generate --model " + out_dir +
-                                      " --prompt hi --top-p 3 --log-level error 2>&1",
-                                  &status);
+  std::string err;
+  std::tie(status, err) = testing::RunShell(memoria + " generate --model " + out_dir +
+                                            " --prompt hi --top-p 3 --log-level error");
   EXPECT_NE(status, 0);
   EXPECT_NE(err.find("top_p must be in (0, 1], got 3"), std::string::npos) << err;
-  err = RunAndCapture(memoria + " generate --model /nonexistent/dir --prompt hi 2>&1", &status);
+  std::tie(status, err) = testing::RunShell(memoria + " generate --model /nonexistent/dir --prompt hi");
   EXPECT_NE(status, 0);
   EXPECT_NE(err.find("/nonexistent/dir"), std::string::npos) << err;
 }
