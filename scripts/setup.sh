@@ -13,6 +13,7 @@ PACKAGES=(
   libsentencepiece-dev sentencepiece            # tokenizer
   nlohmann-json3-dev                            # config.json and safetensors headers
   python3 python3-torch python3-numpy python3-faiss  # independent references in tests, peers in bench
+  libopenblas0-pthread                          # BLAS for torch/numpy: the reference BLAS runs ~5 GFLOP/s
   python3-grpcio python3-protobuf               # the Python client in the server end-to-end test
 )
 
