@@ -110,4 +110,20 @@ Status WriteRandomT5ModelDir(const T5Config& c, uint64_t seed, const std::string
   return WriteSafetensors(dir + "/model.safetensors", views);
 }
 
+T5Config TinyTestT5Config(int encoder_layers, int decoder_layers) {
+  T5Config c;
+  c.vocab_size = 32000;
+  c.d_model = 32;
+  c.d_kv = 8;
+  c.num_heads = 4;
+  c.d_ff = 48;
+  c.num_layers = encoder_layers;
+  c.num_decoder_layers = decoder_layers;
+  c.gated_ffn = true;
+  c.ffn_activation = Activation::kGeluTanh;
+  c.tie_word_embeddings = false;
+  c.eos_token_id = 2;
+  return c;
+}
+
 }  // namespace memoria

@@ -23,4 +23,9 @@ namespace memoria {
 
 Status WriteRandomT5ModelDir(const T5Config& config, uint64_t seed, const std::string& dir);
 
+// The tiny T5 v1.1 shape the pipeline and server tests use: the LLaMA-2 SentencePiece vocabulary
+// (32000 pieces, EOS = its </s> id 2), d_model 32, 4 heads of 8, d_ff 48, gated-gelu, untied
+// head. 3 encoder layers give 2 memory + 1 live layer at LUMEN's default alpha 1/3; 2 give 1 + 1.
+T5Config TinyTestT5Config(int encoder_layers, int decoder_layers);
+
 }  // namespace memoria

@@ -42,14 +42,26 @@ Status CheckOptions(const StoreBuildOptions& o) {
   return Status::Ok();
 }
 
+}  // namespace
+
 std::string DefaultTokenizerPath(const std::string& model_dir) {
-  // HF T5 checkpoints ship spiece.model; converted LLaMA-style dirs ship tokenizer.model.
   const std::string spiece = model_dir + "/spiece.model";
   std::error_code ec;
   return std::filesystem::exists(spiece, ec) ? spiece : model_dir + "/tokenizer.model";
 }
 
-}  // namespace
+std::vector<int> StoredPassageIds(const Tokenizer& tokenizer, const FidTemplate& tmpl,
+                                  const std::string& title, const std::string& text, int eos_id,
+                                  int64_t max_tokens, bool* truncated) {
+  std::vector<int> ids = FidPassageIds(tokenizer, tmpl, title, text, eos_id);
+  const bool cut = int64_t(ids.size()) > max_tokens;
+  if (cut) {
+    ids.resize(size_t(max_tokens));
+    ids.back() = eos_id;
+  }
+  if (truncated != nullptr) *truncated = cut;
+  return ids;
+}
 
 Status BuildStore(const StoreBuildOptions& options,
                   const std::function<void(const StoreBuildProgress&)>& progress,
@@ -91,12 +103,10 @@ Status BuildStore(const StoreBuildOptions& options,
   // Tokenize everything up front: ids are small (4 bytes per token) and the sample needs counts.
   std::vector<std::vector<int>> ids(corpus.size());
   for (size_t i = 0; i < corpus.size(); ++i) {
-    ids[i] = FidPassageIds(*tokenizer, options.fid_template, corpus[i].title, corpus[i].text, eos);
-    if (int64_t(ids[i].size()) > options.max_passage_tokens) {
-      ids[i].resize(size_t(options.max_passage_tokens));
-      ids[i].back() = eos;
-      ++r.truncated_passages;
-    }
+    bool truncated = false;
+    ids[i] = StoredPassageIds(*tokenizer, options.fid_template, corpus[i].title, corpus[i].text, eos,
+                              options.max_passage_tokens, &truncated);
+    if (truncated) ++r.truncated_passages;
   }
 
   ThreadPool pool(options.threads);

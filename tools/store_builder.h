@@ -32,6 +32,7 @@
 
 #include "base/status.h"
 #include "engine/lumen.h"
+#include "engine/tokenizer.h"
 #include "storage/passage_store.h"
 #include "tools/corpus_reader.h"
 
@@ -80,6 +81,16 @@ struct StoreBuildReport {
   double ingest_seconds = 0;       // codec encode + RocksDB writes
   double total_seconds = 0;
 };
+
+// The FiD passage part build-store stores for one passage: FidPassageIds truncated to max_tokens
+// (>= 2) ids with eos_id kept last; *truncated (optional) tells whether it was cut.
+std::vector<int> StoredPassageIds(const Tokenizer& tokenizer, const FidTemplate& tmpl,
+                                  const std::string& title, const std::string& text, int eos_id,
+                                  int64_t max_tokens, bool* truncated = nullptr);
+
+// The tokenizer of a model dir when none is named: <dir>/spiece.model (HF T5 checkpoints) when it
+// exists, else <dir>/tokenizer.model (converted LLaMA-style dirs).
+std::string DefaultTokenizerPath(const std::string& model_dir);
 
 Status BuildStore(const StoreBuildOptions& options,
                   const std::function<void(const StoreBuildProgress&)>& progress,

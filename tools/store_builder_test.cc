@@ -20,21 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-T5Config SmallConfig() {
-  T5Config c;
-  c.vocab_size = 32000;  // the LLaMA-2 SentencePiece vocabulary
-  c.d_model = 32;
-  c.d_kv = 8;
-  c.num_heads = 4;
-  c.d_ff = 48;
-  c.num_layers = 3;  // alpha 1/3 -> 2 memory layers + 1 live layer
-  c.num_decoder_layers = 1;
-  c.gated_ffn = true;
-  c.ffn_activation = Activation::kGeluTanh;
-  c.tie_word_embeddings = false;
-  c.eos_token_id = 2;  // the tokenizer's </s>
-  return c;
-}
+T5Config SmallConfig() { return TinyTestT5Config(3, 1); }
 
 class StoreBuilderTest : public ::testing::Test {
  protected:
