@@ -77,7 +77,8 @@ class Hypotheses {
 
 }  // namespace
 
-StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& o, StepModel* model) {
+StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& o, StepModel* model,
+                                      const SearchStepHook* on_step) {
   if (o.num_beams < 1 || o.max_new_tokens < 1) {
     return InvalidArgumentError(
         fmt::format("beam search: num_beams {} and max_new_tokens {} must be >= 1", o.num_beams,
@@ -156,6 +157,9 @@ StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& o, StepModel* mod
       step_tokens[b] = next_tokens[b];
     }
     std::swap(seqs, next_seqs);
+    if (on_step != nullptr) {
+      RETURN_IF_ERROR((*on_step)(static_cast<int>(cur_len - 1), step_tokens));
+    }
     ++cur_len;
     if (done) break;
     // The state is only needed for another step.
@@ -168,7 +172,7 @@ StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& o, StepModel* mod
 }
 
 StatusOr<GenerationResult> GreedySearch(int start_token_id, int eos_token_id, int max_new_tokens,
-                                        StepModel* model) {
+                                        StepModel* model, const SearchStepHook* on_step) {
   if (max_new_tokens < 1) {
     return InvalidArgumentError(
         fmt::format("greedy: max_new_tokens {} must be >= 1", max_new_tokens));
@@ -184,6 +188,7 @@ StatusOr<GenerationResult> GreedySearch(int start_token_id, int eos_token_id, in
     r.score += logits[best] - LogSumExp(logits.data(), V);
     token[0] = static_cast<int>(best);
     r.tokens.push_back(token[0]);
+    if (on_step != nullptr) RETURN_IF_ERROR((*on_step)(step, token));
     if (eos_token_id >= 0 && token[0] == eos_token_id) break;
   }
   return r;

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "base/status.h"
@@ -47,13 +48,24 @@ struct BeamSearchOptions {
   int eos_token_id = 1;         // < 0: never stop early
 };
 
+// Called by a search after each of its steps (one model->Step), with the step index (0-based)
+// and the tokens that step chose:
+//   greedy  the one new token, in order: the calls' tokens are exactly GenerationResult::tokens
+//           (EOS included when generation stops there), so a caller can stream them;
+//   beam    each running beam's new token after the step (num_beams ids). Not final: beams
+//           reorder and hypotheses close, so a beam result is known only when the search ends.
+// A non-OK status stops the search at once (no further Step) and is the search's status: the
+// hook for deadlines and cancellation. Null hook: nothing is called.
+using SearchStepHook = std::function<Status(int step, const std::vector<int>& new_tokens)>;
+
 // Runs beam search; the model must hold options.num_beams beams. INVALID_ARGUMENT for bad
-// options; errors from model->Step are returned as they are.
-StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& options, StepModel* model);
+// options; errors from model->Step and from on_step are returned as they are.
+StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& options, StepModel* model,
+                                      const SearchStepHook* on_step = nullptr);
 
 // Greedy decoding of one sequence (argmax, lowest id on ties), stopping after the EOS id when
-// eos_token_id >= 0 or after max_new_tokens.
+// eos_token_id >= 0 or after max_new_tokens. Errors of model->Step and on_step as they are.
 StatusOr<GenerationResult> GreedySearch(int start_token_id, int eos_token_id, int max_new_tokens,
-                                        StepModel* model);
+                                        StepModel* model, const SearchStepHook* on_step = nullptr);
 
 }  // namespace memoria

@@ -136,5 +136,70 @@ TEST(BeamSearchTest, StopsAtMaxNewTokensAndRejectsBadOptions) {
   EXPECT_EQ(GreedySearch(0, 1, 0, &model).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(SearchStepHookTest, GreedyStreamsEveryTokenOfTheResultInOrder) {
+  TableModel plain(10, 1, Table());
+  auto expected = GreedySearch(0, kEos, 6, &plain);
+  ASSERT_TRUE(expected.ok());
+  TableModel model(10, 1, Table());
+  std::vector<int> streamed, steps;
+  SearchStepHook hook = [&](int step, const std::vector<int>& tokens) {
+    EXPECT_EQ(tokens.size(), 1u);
+    steps.push_back(step);
+    streamed.push_back(tokens[0]);
+    return Status::Ok();
+  };
+  auto r = GreedySearch(0, kEos, 6, &model, &hook);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->tokens, expected->tokens);
+  EXPECT_DOUBLE_EQ(r->score, expected->score);
+  EXPECT_EQ(streamed, r->tokens);
+  EXPECT_EQ(steps, (std::vector<int>{0, 1, 2, 3, 4, 5}));
+}
+
+TEST(SearchStepHookTest, GreedyStopsAfterNStepsWithTheHooksStatus) {
+  TableModel model(10, 1, Table());
+  int calls = 0;
+  SearchStepHook hook = [&](int step, const std::vector<int>&) {
+    ++calls;
+    return step == 2 ? DeadlineExceededError("deadline at step 2") : Status::Ok();
+  };
+  auto r = GreedySearch(0, kEos, 20, &model, &hook);
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(r.status().message(), "deadline at step 2");
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(model.steps(), 3);  // no model step after the hook said stop
+}
+
+TEST(SearchStepHookTest, BeamChecksEveryStepAndStopsWithTheHooksStatus) {
+  // Unstopped: one call per step, num_beams tokens each, and the same result as without a hook.
+  TableModel plain(10, 3, Table());
+  BeamSearchOptions o;
+  o.num_beams = 3;
+  o.max_new_tokens = 8;
+  o.eos_token_id = -1;  // never closes early: 8 steps
+  auto expected = BeamSearch(o, &plain);
+  ASSERT_TRUE(expected.ok());
+  TableModel model(10, 3, Table());
+  std::vector<int> steps;
+  SearchStepHook count = [&](int step, const std::vector<int>& tokens) {
+    EXPECT_EQ(tokens.size(), 3u);
+    steps.push_back(step);
+    return Status::Ok();
+  };
+  auto r = BeamSearch(o, &model, &count);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->tokens, expected->tokens);
+  EXPECT_EQ(steps, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
+
+  TableModel stopped(10, 3, Table());
+  SearchStepHook cancel = [&](int step, const std::vector<int>&) {
+    return step == 3 ? CancelledError("cancelled at step 3") : Status::Ok();
+  };
+  auto c = BeamSearch(o, &stopped, &cancel);
+  EXPECT_EQ(c.status().code(), StatusCode::kCancelled);
+  EXPECT_EQ(c.status().message(), "cancelled at step 3");
+  EXPECT_EQ(stopped.steps(), 4);
+}
+
 }  // namespace
 }  // namespace memoria

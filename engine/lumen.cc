@@ -43,7 +43,8 @@ StatusOr<std::unique_ptr<LumenModel>> LumenModel::Create(std::shared_ptr<const T
 
 Status LumenModel::MemoryEncode(const ThreadPool& pool,
                                 const std::vector<std::vector<int>>& passages,
-                                std::vector<std::vector<float>>* out, LumenScratch* scratch) const {
+                                std::vector<std::vector<float>>* out, LumenScratch* scratch,
+                                const std::function<Status()>& check) const {
   LumenScratch local;
   if (scratch == nullptr) scratch = &local;
   const int64_t d = model_->config().d_model;
@@ -61,7 +62,8 @@ Status LumenModel::MemoryEncode(const ThreadPool& pool,
                              h.data() + offsets[i] * d);
     if (!s.ok()) return s.WithContext(fmt::format("passage {}", i));
   }
-  model_->EncoderLayers(pool, 0, memory_layers_, offsets, h.data(), &scratch->encoder);
+  RETURN_IF_ERROR(
+      model_->EncoderLayers(pool, 0, memory_layers_, offsets, h.data(), &scratch->encoder, check));
   out->resize(passages.size());
   for (size_t i = 0; i < passages.size(); ++i) {
     (*out)[i].assign(h.begin() + offsets[i] * d, h.begin() + offsets[i + 1] * d);
@@ -72,7 +74,8 @@ Status LumenModel::MemoryEncode(const ThreadPool& pool,
 Status LumenModel::LiveEncodeImpl(const ThreadPool& pool, const std::vector<int>& question_ids,
                                   const std::vector<int64_t>& passage_tokens,
                                   const std::function<Status(size_t, float*)>& fill,
-                                  LiveEncoding* out, LumenScratch* scratch) const {
+                                  LiveEncoding* out, LumenScratch* scratch,
+                                  const std::function<Status()>& check) const {
   LumenScratch local;
   if (scratch == nullptr) scratch = &local;
   const int64_t d = model_->config().d_model;
@@ -83,7 +86,8 @@ Status LumenModel::LiveEncodeImpl(const ThreadPool& pool, const std::vector<int>
   std::vector<float>& qmem = scratch->question_memory;
   qmem.resize(static_cast<size_t>(q * d));
   RETURN_IF_ERROR(model_->Embed(question_ids.data(), q, qmem.data()).WithContext("question"));
-  model_->EncoderLayers(pool, 0, memory_layers_, {0, q}, qmem.data(), &scratch->encoder);
+  RETURN_IF_ERROR(model_->EncoderLayers(pool, 0, memory_layers_, {0, q}, qmem.data(),
+                                        &scratch->encoder, check));
 
   out->offsets.assign(1, 0);
   for (int64_t t : passage_tokens) out->offsets.push_back(out->offsets.back() + q + t);
@@ -95,14 +99,15 @@ Status LumenModel::LiveEncodeImpl(const ThreadPool& pool, const std::vector<int>
     if (!s.ok()) return s.WithContext(fmt::format("passage {}", i));
   }
   const int L = model_->config().num_layers;
-  model_->EncoderLayers(pool, memory_layers_, L, out->offsets, out->h.data(), &scratch->encoder);
+  RETURN_IF_ERROR(model_->EncoderLayers(pool, memory_layers_, L, out->offsets, out->h.data(),
+                                        &scratch->encoder, check));
   model_->EncoderFinalNorm(pool, out->h.data(), out->offsets.back());
   return Status::Ok();
 }
 
 Status LumenModel::LiveEncode(const ThreadPool& pool, const std::vector<int>& question_ids,
                               const std::vector<MemoryVectors>& memories, LiveEncoding* out,
-                              LumenScratch* scratch) const {
+                              LumenScratch* scratch, const std::function<Status()>& check) const {
   const int64_t d = model_->config().d_model;
   std::vector<int64_t> tokens;
   for (size_t i = 0; i < memories.size(); ++i) {
@@ -120,13 +125,13 @@ Status LumenModel::LiveEncode(const ThreadPool& pool, const std::vector<int>& qu
     ConvertToF32(memories[i].dtype, memories[i].data, dst, memories[i].tokens * d);
     return Status::Ok();
   };
-  return LiveEncodeImpl(pool, question_ids, tokens, fill, out, scratch);
+  return LiveEncodeImpl(pool, question_ids, tokens, fill, out, scratch, check);
 }
 
 Status LumenModel::LiveEncode(const ThreadPool& pool, const std::vector<int>& question_ids,
                               const std::vector<EncodedMemory>& memories,
                               const MemoryDecoder& decoder, LiveEncoding* out,
-                              LumenScratch* scratch) const {
+                              LumenScratch* scratch, const std::function<Status()>& check) const {
   const int64_t d = model_->config().d_model;
   std::vector<int64_t> tokens;
   for (size_t i = 0; i < memories.size(); ++i) {
@@ -137,7 +142,7 @@ Status LumenModel::LiveEncode(const ThreadPool& pool, const std::vector<int>& qu
     tokens.push_back(memories[i].tokens);
   }
   auto fill = [&](size_t i, float* dst) { return decoder.Decode(memories[i], d, dst); };
-  return LiveEncodeImpl(pool, question_ids, tokens, fill, out, scratch);
+  return LiveEncodeImpl(pool, question_ids, tokens, fill, out, scratch, check);
 }
 
 StatusOr<GenerationResult> LumenModel::Answer(const ThreadPool& pool,

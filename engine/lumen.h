@@ -127,22 +127,29 @@ class LumenModel {
   int memory_layers() const { return memory_layers_; }
   int live_layers() const { return model_->config().num_layers - memory_layers_; }
 
+  // `check` (optional, on MemoryEncode and LiveEncode): called before every encoder layer; its
+  // first non-OK status (e.g. DEADLINE_EXCEEDED, CANCELLED) stops the encoder there and is
+  // returned, `out` then being unspecified. Empty: never called (one branch per layer).
+
   // (a) Memory-encodes a batch of passages (each the ids of a FiD passage part): out[i] is
   // [passages[i].size(), d_model] f32. One GEMM per linear layer over all passages' tokens.
   // INVALID_ARGUMENT for an empty passage or an id outside the vocabulary.
   Status MemoryEncode(const ThreadPool& pool, const std::vector<std::vector<int>>& passages,
-                      std::vector<std::vector<float>>* out, LumenScratch* scratch = nullptr) const;
+                      std::vector<std::vector<float>>* out, LumenScratch* scratch = nullptr,
+                      const std::function<Status()>& check = {}) const;
 
   // (b) The live encoder over [MemEnc(Q); memory_i] for every passage i.
   // INVALID_ARGUMENT: empty question or passage list, a memory whose d != d_model, a dtype other
   // than f32/bf16, a null data pointer or zero tokens.
   Status LiveEncode(const ThreadPool& pool, const std::vector<int>& question_ids,
                     const std::vector<MemoryVectors>& memories, LiveEncoding* out,
-                    LumenScratch* scratch = nullptr) const;
+                    LumenScratch* scratch = nullptr,
+                    const std::function<Status()>& check = {}) const;
   // Same, decoding codec blobs on the way in (errors of decoder.Decode are returned).
   Status LiveEncode(const ThreadPool& pool, const std::vector<int>& question_ids,
                     const std::vector<EncodedMemory>& memories, const MemoryDecoder& decoder,
-                    LiveEncoding* out, LumenScratch* scratch = nullptr) const;
+                    LiveEncoding* out, LumenScratch* scratch = nullptr,
+                    const std::function<Status()>& check = {}) const;
 
   // LiveEncode + generation (greedy or beam; see T5GenerationOptions).
   StatusOr<GenerationResult> Answer(const ThreadPool& pool, const std::vector<int>& question_ids,
@@ -169,7 +176,7 @@ class LumenModel {
   Status LiveEncodeImpl(const ThreadPool& pool, const std::vector<int>& question_ids,
                         const std::vector<int64_t>& passage_tokens,
                         const std::function<Status(size_t, float*)>& fill, LiveEncoding* out,
-                        LumenScratch* scratch) const;
+                        LumenScratch* scratch, const std::function<Status()>& check) const;
 
   std::shared_ptr<const T5Model> model_;
   int memory_layers_;

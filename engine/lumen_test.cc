@@ -254,5 +254,106 @@ TEST(LumenMemoryTest, TwentyPassagesOf200TokensWithinMemoryBound) {
   EXPECT_LE(growth, bound);
 }
 
+// The encoder hook: called once before each encoder layer; its status stops the pass at layer k.
+TEST_F(LumenTest, CheckHookStopsTheEncodersAtALayer) {
+  auto lumen = LumenModel::Create(model_, LumenOptions{});  // 4 memory + 2 live layers
+  ASSERT_TRUE(lumen.ok());
+  int calls = 0;
+  auto count = [&]() -> Status {
+    ++calls;
+    return Status::Ok();
+  };
+  std::vector<std::vector<float>> memory, unchecked;
+  ASSERT_TRUE((*lumen)->MemoryEncode(pool_, passages_, &memory, nullptr, count).ok());
+  EXPECT_EQ(calls, 4);
+  ASSERT_TRUE((*lumen)->MemoryEncode(pool_, passages_, &unchecked).ok());
+  EXPECT_EQ(memory, unchecked);  // the hook changes nothing when it lets the pass go on
+
+  std::vector<MemoryVectors> views;
+  for (const auto& m : memory) {
+    views.push_back({DType::kF32, m.data(), static_cast<int64_t>(m.size()) / 32, 32});
+  }
+  calls = 0;
+  LiveEncoding enc, plain;
+  ASSERT_TRUE((*lumen)->LiveEncode(pool_, question_, views, &enc, nullptr, count).ok());
+  EXPECT_EQ(calls, 4 + 2);  // MemEnc(Q) then the live layers
+  ASSERT_TRUE((*lumen)->LiveEncode(pool_, question_, views, &plain).ok());
+  EXPECT_EQ(enc.h, plain.h);
+
+  for (int k : {0, 2, 5}) {
+    calls = 0;
+    auto stop_at_k = [&]() -> Status {
+      return calls++ == k ? DeadlineExceededError("layer " + std::to_string(k)) : Status::Ok();
+    };
+    Status s = (*lumen)->LiveEncode(pool_, question_, views, &enc, nullptr, stop_at_k);
+    EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded);
+    EXPECT_EQ(s.message(), "layer " + std::to_string(k));
+    EXPECT_EQ(calls, k + 1);  // no layer ran after the failing check
+  }
+  calls = 0;
+  auto stop_at_1 = [&]() -> Status {
+    return calls++ == 1 ? CancelledError("cancelled") : Status::Ok();
+  };
+  EXPECT_EQ((*lumen)->MemoryEncode(pool_, passages_, &memory, nullptr, stop_at_1).code(),
+            StatusCode::kCancelled);
+  EXPECT_EQ(calls, 2);
+}
+
+// T5Generate's step hook: greedy streams exactly the generated tokens; a failing hook stops it.
+TEST_F(LumenTest, GenerationStepHookStreamsGreedyTokensAndStops) {
+  auto lumen = LumenModel::Create(model_, LumenOptions{});
+  ASSERT_TRUE(lumen.ok());
+  std::vector<std::vector<float>> memory;
+  ASSERT_TRUE((*lumen)->MemoryEncode(pool_, passages_, &memory).ok());
+  std::vector<MemoryVectors> views;
+  for (const auto& m : memory) {
+    views.push_back({DType::kF32, m.data(), static_cast<int64_t>(m.size()) / 32, 32});
+  }
+  LiveEncoding enc;
+  ASSERT_TRUE((*lumen)->LiveEncode(pool_, question_, views, &enc).ok());
+  T5GenerationOptions options;
+  options.max_new_tokens = 12;
+  options.stop_at_eos = false;
+  T5DecoderState state;
+  auto expected = T5Generate(*model_, pool_, enc.h.data(), enc.offsets.back(), options, &state);
+  ASSERT_TRUE(expected.ok());
+  ASSERT_EQ(expected->tokens.size(), 12u);
+  EXPECT_GT(state.attention_seconds(), 0);
+
+  std::vector<int> streamed;
+  SearchStepHook stream = [&](int, const std::vector<int>& tokens) {
+    streamed.insert(streamed.end(), tokens.begin(), tokens.end());
+    return Status::Ok();
+  };
+  auto r = T5Generate(*model_, pool_, enc.h.data(), enc.offsets.back(), options, &state, &stream);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->tokens, expected->tokens);
+  EXPECT_EQ(streamed, expected->tokens);
+
+  streamed.clear();
+  SearchStepHook stop = [&](int step, const std::vector<int>& tokens) {
+    streamed.insert(streamed.end(), tokens.begin(), tokens.end());
+    return step == 4 ? DeadlineExceededError("step 4") : Status::Ok();
+  };
+  auto stopped =
+      T5Generate(*model_, pool_, enc.h.data(), enc.offsets.back(), options, &state, &stop);
+  EXPECT_EQ(stopped.status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(streamed, std::vector<int>(expected->tokens.begin(), expected->tokens.begin() + 5));
+  EXPECT_EQ(state.length(), 5);  // five decoder steps ran, not twelve
+
+  options.num_beams = 3;
+  options.stop_at_eos = true;
+  int beam_steps = 0;
+  SearchStepHook beam_stop = [&](int step, const std::vector<int>& tokens) {
+    EXPECT_EQ(tokens.size(), 3u);
+    ++beam_steps;
+    return step == 2 ? CancelledError("step 2") : Status::Ok();
+  };
+  auto beam =
+      T5Generate(*model_, pool_, enc.h.data(), enc.offsets.back(), options, &state, &beam_stop);
+  EXPECT_EQ(beam.status().code(), StatusCode::kCancelled);
+  EXPECT_EQ(beam_steps, 3);
+}
+
 }  // namespace
 }  // namespace memoria

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -290,12 +291,19 @@ void T5Model::FfnAccumulate(const ThreadPool& pool, const Ffn& ffn, const float*
 void T5Model::EncoderLayers(const ThreadPool& pool, int first, int last,
                             const std::vector<int64_t>& offsets, float* h,
                             T5EncoderScratch* s) const {
+  // Without a check nothing can fail.
+  (void)EncoderLayers(pool, first, last, offsets, h, s, std::function<Status()>());
+}
+
+Status T5Model::EncoderLayers(const ThreadPool& pool, int first, int last,
+                              const std::vector<int64_t>& offsets, float* h, T5EncoderScratch* s,
+                              const std::function<Status()>& check) const {
   MEMORIA_CHECK(0 <= first && first <= last && last <= config_.num_layers,
                 fmt::format("encoder layers [{}, {}) of {}", first, last, config_.num_layers));
   MEMORIA_CHECK(!offsets.empty() && offsets[0] == 0, "encoder offsets must start at 0");
-  if (first == last) return;
+  if (first == last) return Status::Ok();
   const int64_t rows = offsets.back();
-  if (rows == 0) return;
+  if (rows == 0) return Status::Ok();
   const int64_t d = config_.d_model, inner = config_.inner_dim();
   const float eps = config_.layer_norm_epsilon;
   Reserve(&s->norm, rows * d);
@@ -305,6 +313,7 @@ void T5Model::EncoderLayers(const ThreadPool& pool, int first, int last,
   float* qkv = s->qkv.data();
   float* attn = s->attn.data();
   for (int l = first; l < last; ++l) {
+    if (check) RETURN_IF_ERROR(check());
     const EncoderLayer& L = enc_layers_[l];
     RmsNorm(pool, h, d, L.attn_norm.f32(), norm, d, rows, d, eps);
     MatmulTransB(pool, rows, 3 * inner, d, norm, d, L.qkv.data, L.qkv.dtype, d, qkv, 3 * inner);
@@ -329,6 +338,7 @@ void T5Model::EncoderLayers(const ThreadPool& pool, int first, int last,
     RmsNorm(pool, h, d, L.ffn_norm.f32(), norm, d, rows, d, eps);
     FfnAccumulate(pool, L.ffn, norm, rows, h, &s->ff);
   }
+  return Status::Ok();
 }
 
 void T5Model::EncoderFinalNorm(const ThreadPool& pool, float* h, int64_t rows) const {
@@ -364,6 +374,7 @@ Status T5Model::StartDecoder(const ThreadPool& pool, const float* enc, int64_t e
   st->max_step_tokens_ = std::min(max_step_tokens, max_len);
   st->enc_len_ = enc_len;
   st->length_ = 0;
+  st->attention_seconds_ = 0;
   st->cross_kv_.resize(layers);
   st->self_k_.resize(layers);
   st->self_v_.resize(layers);
@@ -440,17 +451,23 @@ Status T5Model::DecoderStep(const ThreadPool& pool, const int* tokens, int64_t q
         std::memcpy(cv + dst, src + 2 * inner, static_cast<size_t>(inner) * sizeof(float));
       }
     }
+    auto attention_start = std::chrono::steady_clock::now();
     for (int64_t s = 0; s < n; ++s) {
       Attention(pool, self, qkv + s * q_len * 3 * inner, 3 * inner, ck + s * max_len * inner, inner,
                 cv + s * max_len * inner, inner, attn + s * q_len * inner, inner);
     }
+    st->attention_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - attention_start).count();
     MatmulTransB(pool, rows, d, inner, attn, inner, L.self_o.data, L.self_o.dtype, inner, x, d,
                  /*accumulate=*/true);
     // Cross-attention: all rows of all sequences share the encoder K/V.
     RmsNorm(pool, x, d, L.cross_norm.f32(), norm, d, rows, d, eps);
     MatmulTransB(pool, rows, inner, d, norm, d, L.cross_q.data, L.cross_q.dtype, d, qkv, inner);
     const float* kv = st->cross_kv_[l].data();
+    attention_start = std::chrono::steady_clock::now();
     Attention(pool, cross, qkv, inner, kv, 2 * inner, kv + inner, 2 * inner, attn, inner);
+    st->attention_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - attention_start).count();
     MatmulTransB(pool, rows, d, inner, attn, inner, L.cross_o.data, L.cross_o.dtype, inner, x, d,
                  /*accumulate=*/true);
     // FFN.
@@ -532,7 +549,8 @@ class T5StepModel : public StepModel {
 
 StatusOr<GenerationResult> T5Generate(const T5Model& model, const ThreadPool& pool,
                                       const float* enc, int64_t enc_len,
-                                      const T5GenerationOptions& options, T5DecoderState* state) {
+                                      const T5GenerationOptions& options, T5DecoderState* state,
+                                      const SearchStepHook* on_step) {
   if (options.max_new_tokens < 1 || options.num_beams < 1) {
     return InvalidArgumentError(
         fmt::format("T5 generation: max_new_tokens {} and num_beams {} must be >= 1",
@@ -544,7 +562,7 @@ StatusOr<GenerationResult> T5Generate(const T5Model& model, const ThreadPool& po
   T5StepModel step(model, pool, state);
   if (options.num_beams == 1) {
     return GreedySearch(c.decoder_start_token_id, options.stop_at_eos ? c.eos_token_id : -1,
-                        options.max_new_tokens, &step);
+                        options.max_new_tokens, &step, on_step);
   }
   BeamSearchOptions b;
   b.num_beams = options.num_beams;
@@ -552,7 +570,7 @@ StatusOr<GenerationResult> T5Generate(const T5Model& model, const ThreadPool& po
   b.max_new_tokens = options.max_new_tokens;
   b.start_token_id = c.decoder_start_token_id;
   b.eos_token_id = options.stop_at_eos ? c.eos_token_id : -1;
-  return BeamSearch(b, &step);
+  return BeamSearch(b, &step, on_step);
 }
 
 }  // namespace memoria

@@ -64,6 +64,9 @@ class T5DecoderState {
   int64_t enc_len() const { return enc_len_; }
   // Tokens already in each sequence's self-attention cache (the same for all sequences).
   int64_t length() const { return length_; }
+  // Wall seconds spent in the attention kernels (self + cross, all layers) of the DecoderStep
+  // calls since StartDecoder: two clock reads per attention call, far below the kernel's cost.
+  double attention_seconds() const { return attention_seconds_; }
 
  private:
   friend class T5Model;
@@ -72,6 +75,7 @@ class T5DecoderState {
   int64_t max_step_tokens_ = 0;
   int64_t enc_len_ = 0;
   int64_t length_ = 0;
+  double attention_seconds_ = 0;
   std::vector<std::vector<float>> cross_kv_;  // [layer][enc_len, 2 * inner]: K cols, then V
   std::vector<std::vector<float>> self_k_;    // [layer][num_seqs, max_len, inner]
   std::vector<std::vector<float>> self_v_;
@@ -103,6 +107,12 @@ class T5Model {
   void EncoderLayers(const ThreadPool& pool, int first, int last,
                      const std::vector<int64_t>& offsets, float* h,
                      T5EncoderScratch* scratch) const;
+  // Same, calling `check` (when non-empty) before each layer: its first non-OK status stops the
+  // pass there and is returned (h then holds the output of the layers already run). The hook
+  // for deadlines and cancellation; an empty check costs one branch per layer.
+  Status EncoderLayers(const ThreadPool& pool, int first, int last,
+                       const std::vector<int64_t>& offsets, float* h, T5EncoderScratch* scratch,
+                       const std::function<Status()>& check) const;
 
   // encoder.final_layer_norm over rows of h [rows, d_model], in place.
   void EncoderFinalNorm(const ThreadPool& pool, float* h, int64_t rows) const;
@@ -183,8 +193,12 @@ struct T5GenerationOptions {
 // Generates from the encoder output enc [enc_len, d_model] (final-normed), starting from
 // decoder_start_token_id, with an incremental decoder (self-attention KV cache, cross K/V computed
 // once). `state` is (re)initialised here and may be reused across requests to keep its buffers.
+// on_step (optional) is the searches' per-token hook (SearchStepHook in engine/beam_search.h):
+// greedy passes each new token as it is generated; beam search passes the beams' tokens, which
+// are final only when the search ends. Its non-OK status stops generation and is returned.
 StatusOr<GenerationResult> T5Generate(const T5Model& model, const ThreadPool& pool,
                                       const float* enc, int64_t enc_len,
-                                      const T5GenerationOptions& options, T5DecoderState* state);
+                                      const T5GenerationOptions& options, T5DecoderState* state,
+                                      const SearchStepHook* on_step = nullptr);
 
 }  // namespace memoria

@@ -20,6 +20,7 @@
 #include <functional>
 
 #include "base/status.h"
+#include "engine/llama_generator.h"
 #include "engine/t5_model.h"
 #include "memoria.pb.h"
 #include "server/lumen_loader.h"
@@ -27,18 +28,15 @@
 
 namespace memoria {
 
-inline constexpr int kMaxBeams = 16;
-
-// The decoding options of a T5 request (errors above); no store or model access.
-StatusOr<T5GenerationOptions> ValidateLumenRequest(const v1::GenerateRequest& request,
-                                                   const v1::T5Settings& settings,
-                                                   const RequestLimits& limits);
-
+// ValidateLumenRequest (server/request_validation.h) checks the request first.
 // Answers one request. Fills text, token_ids (EOS excluded), stop_reason (EOS or MAX_TOKENS),
 // prompt/question/passage/completion token counts, passage_ids (+ retrieval_scores when
 // retrieved) and every timing except total_seconds.
+// on_token (may be null: unary) receives each answer token (EOS excluded) with the text it adds:
+// greedy answers as they are generated (on the worker thread), beam answers once the search is
+// done (on the calling thread); returning false stops with CANCELLED (the stream is gone).
 Status AnswerLumenRequest(LumenServing& serving, const RequestLimits& limits,
                           const v1::GenerateRequest& request, const std::function<Status()>& check,
-                          v1::GenerateReply* reply);
+                          const TokenCallback& on_token, v1::GenerateReply* reply);
 
 }  // namespace memoria

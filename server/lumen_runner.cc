@@ -79,8 +79,21 @@ Status LumenRunner::WarmUp() {
 
 StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
     const std::vector<int>& question_ids, const std::vector<std::string>& passage_ids,
-    const T5GenerationOptions& options, const std::function<Status()>& check) {
+    const T5GenerationOptions& options, const std::function<Status()>& check,
+    const std::function<Status(int id)>& on_token) {
   if (store_ == nullptr) return NoStore();
+  if (on_token && options.num_beams != 1) {
+    return InvalidArgumentError("per-token streaming needs greedy decoding, got num_beams " +
+                                std::to_string(options.num_beams));
+  }
+  // After every greedy token / beam step: the deadline, then the stream.
+  const SearchStepHook on_step = [&](int, const std::vector<int>& tokens) -> Status {
+    RETURN_IF_ERROR(check());
+    if (on_token) {
+      for (int id : tokens) RETURN_IF_ERROR(on_token(id));
+    }
+    return Status::Ok();
+  };
   AnswerOutcome out;
   Status status;
   auto job = [&](int worker) {
@@ -129,19 +142,21 @@ StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
 
       t0 = Clock::now();
       LiveEncoding enc;
-      RETURN_IF_ERROR(lumen_->LiveEncode(pool, question_ids, views, &enc, w.scratch.get()));
+      RETURN_IF_ERROR(lumen_->LiveEncode(pool, question_ids, views, &enc, w.scratch.get(), check));
       out.live_encoder_seconds = Since(t0);
-      RETURN_IF_ERROR(check());
 
       // Exactly LumenModel::Answer's second half (lumen.cc): generation from the live encoding.
       t0 = Clock::now();
-      ASSIGN_OR_RETURN(out.result, T5Generate(lumen_->model(), pool, enc.h.data(),
-                                              enc.offsets.back(), options, &w.scratch->decoder));
+      ASSIGN_OR_RETURN(out.result,
+                       T5Generate(lumen_->model(), pool, enc.h.data(), enc.offsets.back(), options,
+                                  &w.scratch->decoder, &on_step));
       out.decoder_seconds = Since(t0);
+      out.attention_seconds = w.scratch->decoder.attention_seconds();
       if (metrics_ != nullptr) {
         metrics_->ObserveLumen(out.store_read_seconds, out.decompress_seconds,
                                out.live_encoder_seconds, out.decoder_seconds, out.encoder_tokens,
                                static_cast<int64_t>(out.result.tokens.size()));
+        metrics_->ObserveAttention(out.attention_seconds);
       }
       return Status::Ok();
     }();
@@ -166,7 +181,7 @@ StatusOr<LumenRunner::IngestOutcome> LumenRunner::Ingest(const std::vector<Inges
       ids.reserve(batch.size());
       for (const IngestItem& item : batch) ids.push_back(item.ids);
       std::vector<std::vector<float>> memory;
-      RETURN_IF_ERROR(lumen_->MemoryEncode(*w.threads, ids, &memory, w.scratch.get()));
+      RETURN_IF_ERROR(lumen_->MemoryEncode(*w.threads, ids, &memory, w.scratch.get(), check));
       out.encode_seconds = Since(t0);
       // No check() past this point: a batch that is encoded gets written (the client may be gone,
       // but a half-acknowledged stream is re-sent whole and overwrites by id).
@@ -182,6 +197,13 @@ StatusOr<LumenRunner::IngestOutcome> LumenRunner::Ingest(const std::vector<Inges
         in.memory = memory[i].data();
         out.tokens += in.num_tokens;
         out.code_bytes += store_->codec().code_size(in.num_tokens);
+      }
+      // The stored size of the passages this batch overwrites (store gauges keep running sums;
+      // one MultiGet of the text records, far smaller than the memory just encoded).
+      std::vector<std::string> batch_ids;
+      for (const IngestItem& item : batch) batch_ids.push_back(item.id);
+      for (const auto& old : store_->GetText(batch_ids)) {
+        if (old.ok()) out.replaced_tokens += static_cast<int64_t>(old->token_ids.size());
       }
       RETURN_IF_ERROR(store_->Ingest(*w.threads, inputs));
       out.write_seconds = Since(t0);

@@ -9,13 +9,17 @@
 //            PassageStore::Ingest (codec encode + one durable WriteBatch): when it returns OK the
 //            batch survives a process kill (and a power loss with sync, the store's default).
 //
+// Cancellation: `check` is called while the request waits for a worker (WorkerPool), between the
+// stages, before every encoder layer (MemEnc(Q), live encoder, memory encoder) and after every
+// generated token (greedy) or beam step. Its first non-OK status (DEADLINE_EXCEEDED, CANCELLED)
+// stops the work there, frees the worker and is returned; so a deadline is noticed within one
+// encoder layer or one decoder step of passing.
+//
 // Units: token counts are SentencePiece ids; memory rows are d_model f32; times are wall seconds.
-// Errors: RESOURCE_EXHAUSTED when admission is full; `check`'s status (DEADLINE_EXCEEDED,
-// CANCELLED) when it fails while queued or between stages -- the stages themselves (one live
-// encoder call, one generation) run to completion, since the engine's T5 calls take no
-// cancellation hook; NOT_FOUND naming every unknown passage id; DATA_LOSS naming a passage whose
-// stored memory fails verification or decoding (counted in Metrics::CountDataLoss); engine and
-// store errors as they are.
+// Errors: RESOURCE_EXHAUSTED when admission is full; `check`'s status as above; NOT_FOUND naming
+// every unknown passage id; DATA_LOSS naming a passage whose stored memory fails verification or
+// decoding (counted in Metrics::CountDataLoss); on_token's status; engine and store errors as
+// they are.
 // Thread-safety: Answer and Ingest may be called concurrently from any number of threads.
 #pragma once
 
@@ -52,12 +56,19 @@ class LumenRunner {
     double decompress_seconds = 0;
     double live_encoder_seconds = 0;
     double decoder_seconds = 0;
+    double attention_seconds = 0;  // decoder self + cross attention kernels (in decoder_seconds)
   };
   // question_ids: the FiD question part (non-empty); passage_ids: non-empty, no duplicates.
+  // on_token (optional) is called on the worker thread with each generated id as it is produced,
+  // greedy decoding only (options.num_beams == 1; beams reorder until the search ends, so their
+  // tokens are final only in the outcome): the ids it sees are exactly result.tokens, EOS
+  // included when generation stopped there. A non-OK status from it stops generation and is
+  // returned (e.g. CANCELLED when the client's stream is gone).
   StatusOr<AnswerOutcome> Answer(const std::vector<int>& question_ids,
                                  const std::vector<std::string>& passage_ids,
                                  const T5GenerationOptions& options,
-                                 const std::function<Status()>& check);
+                                 const std::function<Status()>& check,
+                                 const std::function<Status(int id)>& on_token = {});
 
   struct IngestItem {
     std::string id, title, text;
@@ -65,6 +76,7 @@ class LumenRunner {
   };
   struct IngestOutcome {
     int64_t tokens = 0;
+    int64_t replaced_tokens = 0;  // tokens of the stored passages this batch overwrote
     int64_t code_bytes = 0;
     double encode_seconds = 0;
     double write_seconds = 0;

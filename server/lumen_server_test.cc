@@ -6,14 +6,20 @@
 // engine's LumenModel::Answer gives in-process on the store's decoded memory. Also: NOT_FOUND
 // naming unknown ids, DATA_LOSS for a corrupted memory value (counted in /metrics) while other
 // passages are still served, deletion reaching the retriever, and the real memoria-server binary
-// refusing (exit 1) a store built for another layer split.
+// refusing (exit 1) a store built for another layer split. With a slower random model (d 256):
+// a deadline or a client cancel stops the work inside the live encoder / decoder and frees the
+// worker at once, and greedy tokens are streamed as they are generated. The store checksum
+// verification at start (full / sample / off) counts a corrupt record in /metrics before any
+// request; the store gauges follow Ingest and DeletePassages; the Python grpcio client's T5 path.
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "base/testing.h"
 #include "engine/lumen.h"
@@ -22,6 +28,8 @@
 #include "server/server.h"
 #include "storage/passage_store.h"
 #include "tests/server_process.h"
+#include "tests/test_helpers.h"
+#include "tests/tiny_t5_server.h"
 #include "tools/random_t5_dir.h"
 #include "tools/store_builder.h"
 
@@ -30,24 +38,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-T5Config SmallConfig() {
-  T5Config c;
-  c.vocab_size = 32000;  // the LLaMA-2 SentencePiece vocabulary
-  c.d_model = 32;
-  c.d_kv = 8;
-  c.num_heads = 4;
-  c.d_ff = 48;
-  c.num_layers = 3;  // alpha 1/3 -> 2 memory layers + 1 live layer
-  c.num_decoder_layers = 2;
-  c.gated_ffn = true;
-  c.ffn_activation = Activation::kGeluTanh;
-  c.tie_word_embeddings = false;
-  c.eos_token_id = 2;  // the tokenizer's </s>
-  return c;
-}
+T5Config SmallConfig() { return TinyTestT5Config(3, 2); }
 
-struct SquadPassage {
-  std::string id, title, text, question;
+struct SquadPassage : testing::TestPassage {
+  std::string question;
 };
 
 // The first paragraph of each of the first n articles of the SQuAD dev part, with its first
@@ -58,8 +52,8 @@ std::vector<SquadPassage> ReadSquad(int n) {
   std::vector<SquadPassage> out;
   for (int i = 0; i < n; ++i) {
     const auto& paragraph = data[i]["paragraphs"][0];
-    out.push_back({"squad-" + std::to_string(i), data[i]["title"].get<std::string>(),
-                   paragraph["context"].get<std::string>(),
+    out.push_back({{"squad-" + std::to_string(i), data[i]["title"].get<std::string>(),
+                    paragraph["context"].get<std::string>()},
                    paragraph["qas"][0]["question"].get<std::string>()});
   }
   return out;
@@ -95,8 +89,10 @@ class LumenServerTest : public ::testing::Test {
     return config;
   }
 
-  void Start() {
+  // edit (optional) changes the config before it is validated.
+  void Start(const std::function<void(v1::ServerConfig*)>& edit = {}) {
     v1::ServerConfig config = Config();
+    if (edit) edit(&config);
     ASSERT_TRUE(ApplyDefaultsAndValidate(&config).ok());
     ASSERT_EQ(config.model_kind(), "t5");  // detected from config.json's model_type
     server_ = std::make_unique<MemoriaServer>(config);
@@ -112,18 +108,8 @@ class LumenServerTest : public ::testing::Test {
   }
 
   grpc::Status Ingest(const std::vector<SquadPassage>& passages, v1::IngestReply* reply) {
-    grpc::ClientContext context;
-    auto writer = stub_->Ingest(&context, reply);
-    for (const auto& p : passages) {
-      v1::IngestRequest request;
-      request.mutable_passage()->set_id(p.id);
-      request.mutable_passage()->set_title(p.title);
-      request.mutable_passage()->set_text(p.text);
-      // false when the server already answered (it may refuse before reading): Finish says why.
-      if (!writer->Write(request)) break;
-    }
-    writer->WritesDone();
-    return writer->Finish();
+    return testing::IngestStream(
+        stub_.get(), std::vector<testing::TestPassage>(passages.begin(), passages.end()), reply);
   }
 
   grpc::Status Ask(const std::string& question, const std::vector<std::string>& ids, int top_k,
@@ -196,6 +182,22 @@ TEST_F(LumenServerTest, IngestAndAnswerEqualTheEngineInProcess) {
     EXPECT_EQ(info.bytes_per_token(), 128);
     EXPECT_DOUBLE_EQ(info.compression_ratio(), 1.0);
     EXPECT_NE(info.codec().find("none"), std::string::npos) << info.codec();
+    // On disk: at least the f32 memory (in the WAL until a flush), plus texts and framing.
+    EXPECT_EQ(info.store_tokens(), ingest.tokens());
+    EXPECT_GT(info.store_bytes(), ingest.code_bytes());
+    EXPECT_NEAR(info.store_bytes_per_token(), double(info.store_bytes()) / ingest.tokens(), 1e-9);
+  }
+  {
+    const std::string metrics = testing::HttpGet(server_->http_port(), "/metrics").body;
+    EXPECT_EQ(testing::MetricValue(metrics, "memoria_store_tokens"), ingest.tokens()) << metrics;
+    const double bytes = testing::MetricValue(metrics, "memoria_store_bytes");
+    EXPECT_GT(bytes, ingest.code_bytes());
+    EXPECT_NEAR(testing::MetricValue(metrics, "memoria_store_bytes_per_token"),
+                bytes / ingest.tokens(), 1e-6 * bytes);
+    // codec "none" stores f32: with texts and framing on top, the ratio is just below 1.
+    const double ratio = testing::MetricValue(metrics, "memoria_store_compression_ratio");
+    EXPECT_GT(ratio, 0.5);
+    EXPECT_LT(ratio, 1.0);
   }
 
   // The stored token ids are the FiD passage part, as `memoria build-store` writes them.
@@ -267,6 +269,32 @@ TEST_F(LumenServerTest, IngestAndAnswerEqualTheEngineInProcess) {
     EXPECT_EQ(streamed, Ids(greedy));
     EXPECT_EQ(Ids(done), Ids(greedy));
   }
+  // Beam answers are streamed once the search is done: the same tokens as the unary reply.
+  {
+    grpc::ClientContext context;
+    v1::GenerateRequest request;
+    request.set_question(question);
+    for (const auto& id : given) request.add_passage_ids(id);
+    request.mutable_params()->set_max_new_tokens(6);
+    request.mutable_params()->set_num_beams(3);
+    auto reader = stub_->GenerateStream(&context, request);
+    v1::GenerateStreamReply message;
+    std::vector<int> streamed;
+    while (reader->Read(&message)) {
+      if (!message.has_done()) streamed.push_back(message.token_id());
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(streamed, Ids(beam));
+  }
+  {
+    const std::string metrics = testing::HttpGet(server_->http_port(), "/metrics").body;
+    const double answers = testing::MetricValue(metrics, "memoria_decoder_seconds_count");
+    EXPECT_GT(answers, 0) << metrics;
+    EXPECT_EQ(testing::MetricValue(metrics, "memoria_attention_seconds_count"), answers);
+    EXPECT_GT(testing::MetricValue(metrics, "memoria_attention_seconds_sum"), 0);
+    EXPECT_LT(testing::MetricValue(metrics, "memoria_attention_seconds_sum"),
+              testing::MetricValue(metrics, "memoria_decoder_seconds_sum"));
+  }
 
   // Unknown ids: NOT_FOUND naming each.
   v1::GenerateReply missing;
@@ -313,7 +341,27 @@ TEST_F(LumenServerTest, CorruptPassageIsDataLossOthersServedDeleteReachesRetriev
     value[value.size() / 2] ^= 0x40;
     ASSERT_TRUE(store->PutRawMemoryValueForTest("squad-3", value).ok());
   }
+  // The checksum verification at start finds the corrupt record before any request (each mode
+  // that reads squad-3's memory: "full" by default for a small store, "sample" of all 4; "off"
+  // reads none), and the server still turns ready.
+  for (const char* mode : {"off", "sample"}) {
+    Start([&](v1::ServerConfig* c) {
+      c->mutable_t5()->set_store_verify_at_start(mode);
+      c->mutable_t5()->set_store_verify_sample_passages(4);
+    });
+    EXPECT_EQ(testing::HttpGet(server_->http_port(), "/readyz").status, 200);
+    EXPECT_EQ(testing::MetricValue(testing::HttpGet(server_->http_port(), "/metrics").body,
+                                   "memoria_data_loss_total"),
+              std::string(mode) == "off" ? 0 : 1)
+        << mode;
+    Stop();
+  }
   Start();  // the BM25 index is rebuilt from the store's 4 passages
+  {
+    const std::string metrics = testing::HttpGet(server_->http_port(), "/metrics").body;
+    EXPECT_EQ(testing::MetricValue(metrics, "memoria_data_loss_total"), 1) << metrics;
+    EXPECT_EQ(testing::MetricValue(metrics, "memoria_store_tokens"), ingest.tokens());
+  }
   v1::GenerateReply reply;
   grpc::Status status = Ask(passages_[3].question, {"squad-0", "squad-3"}, 0, 0, &reply);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
@@ -321,9 +369,18 @@ TEST_F(LumenServerTest, CorruptPassageIsDataLossOthersServedDeleteReachesRetriev
   status = Ask(passages_[0].question, {"squad-0", "squad-2"}, 0, 0, &reply);
   EXPECT_TRUE(status.ok()) << status.error_message();
   const std::string metrics = testing::HttpGet(server_->http_port(), "/metrics").body;
-  EXPECT_EQ(testing::MetricValue(metrics, "memoria_data_loss_total"), 1) << metrics;
+  EXPECT_EQ(testing::MetricValue(metrics, "memoria_data_loss_total"), 2) << metrics;  // + the read
   EXPECT_EQ(testing::MetricValue(metrics, "memoria_store_passages"), 4);
   EXPECT_EQ(testing::MetricValue(metrics, "memoria_decoder_seconds_count"), 1);
+  int64_t deleted_tokens = 0;
+  for (const char* id : {"squad-1", "squad-3"}) {
+    grpc::ClientContext context;
+    v1::GetPassageRequest request;
+    request.set_id(id);
+    v1::Passage passage;
+    ASSERT_TRUE(stub_->GetPassage(&context, request, &passage).ok());
+    deleted_tokens += passage.token_ids_size();
+  }
 
   ASSERT_TRUE(Ask(passages_[1].question, {}, 1, 0, &reply).ok());
   EXPECT_EQ(reply.passage_ids(0), "squad-1");
@@ -343,10 +400,21 @@ TEST_F(LumenServerTest, CorruptPassageIsDataLossOthersServedDeleteReachesRetriev
     EXPECT_NE(id, "squad-1");
     EXPECT_NE(id, "squad-3");
   }
-  EXPECT_EQ(testing::MetricValue(testing::HttpGet(server_->http_port(), "/metrics").body,
-                                 "memoria_store_passages"),
-            2);
+  const std::string after = testing::HttpGet(server_->http_port(), "/metrics").body;
+  EXPECT_EQ(testing::MetricValue(after, "memoria_store_passages"), 2);
+  EXPECT_EQ(testing::MetricValue(after, "memoria_store_tokens"), ingest.tokens() - deleted_tokens);
   Stop();
+}
+
+TEST_F(LumenServerTest, UnknownStoreVerifyModeRefusesToStart) {
+  v1::ServerConfig config = Config();
+  config.mutable_t5()->set_store_verify_at_start("fast");
+  ASSERT_TRUE(ApplyDefaultsAndValidate(&config).ok());
+  MemoriaServer server(config);
+  ASSERT_TRUE(server.Listen().ok());
+  Status loaded = server.LoadAndServe();
+  EXPECT_EQ(loaded.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(loaded.message().find("\"fast\""), std::string::npos) << loaded.ToString();
 }
 
 TEST_F(LumenServerTest, PqStoreWithoutCodebooksRefusesIngestWithBuildStoreHint) {
@@ -489,6 +557,174 @@ TEST_F(LumenServerTest, RealBinaryRefusesAStoreOfAnotherLayerSplit) {
   EXPECT_NE(log.find("layer split 2"), std::string::npos) << log;  // the store's
   EXPECT_NE(log.find("layer split 0"), std::string::npos) << log;  // the server's
   EXPECT_NE(log.find(store_dir_), std::string::npos) << log;
+}
+
+// The Python grpcio client's T5 path (tests/server_client.py --model t5) against this server:
+// Ingest, Generate by ids and by retrieval, GenerateStream, ServerInfo, health, NOT_FOUND.
+TEST_F(LumenServerTest, PythonGrpcioClientT5Path) {
+  Start();
+  const std::string command = testing::Python() + " " + testing::SourceDir() +
+                              "/tests/server_client.py --model t5 --target 127.0.0.1:" +
+                              std::to_string(server_->grpc_port()) + " --proto-dir " +
+                              testing::SourceDir() + "/proto";
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  Stop();
+}
+
+// A T5 model slow enough (d 128, 6 + 6 layers, vocabulary 32000, 3 passages, 500 greedy tokens)
+// that a request takes about a second on one thread, served by one worker with no queue: deadlines
+// and cancellation must land inside the live encoder / decoder, free the worker within one layer or
+// token, and let the next request in at once. Greedy tokens are streamed as they are generated.
+class LumenSlowServerTest : public LumenServerTest {
+ protected:
+  void SetUp() override {
+    LumenServerTest::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    T5Config c = SmallConfig();
+    c.d_model = 128;
+    c.d_kv = 16;
+    c.num_heads = 8;
+    c.d_ff = 512;
+    c.num_layers = 6;
+    c.num_decoder_layers = 6;
+    ASSERT_TRUE(WriteRandomT5ModelDir(c, 7, model_dir_).ok());
+    passages_ = ReadSquad(3);
+  }
+
+  v1::GenerateRequest LongRequest(int max_new_tokens) const {
+    v1::GenerateRequest request;
+    request.set_question(passages_[0].question);
+    for (const auto& p : passages_) request.add_passage_ids(p.id);
+    request.mutable_params()->set_max_new_tokens(max_new_tokens);
+    request.mutable_params()->set_ignore_eos(true);
+    return request;
+  }
+  double Metric(const std::string& series) const {
+    return testing::MetricValue(testing::HttpGet(server_->http_port(), "/metrics").body, series);
+  }
+  // Seconds until `series` reaches `value` (polled every ms), or -1 after 5 s.
+  double SecondsUntil(const std::string& series, double value) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 5000; ++i) {
+      if (Metric(series) == value)
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return -1;
+  }
+};
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+TEST_F(LumenSlowServerTest, DeadlineAndCancelStopComputeAndFreeTheWorker) {
+  Start([](v1::ServerConfig* c) {
+    c->set_workers(1);
+    c->set_queue_capacity(0);
+  });
+  v1::IngestReply ingest;
+  grpc::Status status = Ingest(passages_, &ingest);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  // Unhindered, the long request takes well over the 100 ms deadline used below.
+  v1::GenerateReply full;
+  auto t0 = Clock::now();
+  {
+    grpc::ClientContext context;
+    status = stub_->Generate(&context, LongRequest(500), &full);
+  }
+  const double full_seconds = Since(t0);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(full.completion_tokens(), 500);
+  ASSERT_GT(full_seconds, 0.4) << "the model is too fast for this test";
+  ASSERT_GT(full.timings().live_encoder_seconds(), 0.001);
+
+  // A 100 ms deadline: DEADLINE_EXCEEDED, and the server stops computing within one encoder layer
+  // or decoder token (its request is recorded as finished) well before the full time.
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+    v1::GenerateReply reply;
+    t0 = Clock::now();
+    status = stub_->Generate(&context, LongRequest(500), &reply);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    const double waited =
+        SecondsUntil("memoria_requests_total{method=\"Generate\",code=\"DEADLINE_EXCEEDED\"}", 1);
+    ASSERT_GE(waited, 0) << "the server never finished the request";
+    // The deadline plus one encoder layer or decoder step (tens of ms, more on a loaded machine).
+    EXPECT_LT(Since(t0), 0.2) << "server stopped " << Since(t0) << " s after the start";
+    EXPECT_EQ(Metric("memoria_request_failures_total{reason=\"deadline\"}"), 1);
+    EXPECT_GE(SecondsUntil("memoria_workers_busy", 0), 0);
+  }
+  // The next request is served (one worker, no queue: it would be RESOURCE_EXHAUSTED if busy).
+  {
+    grpc::ClientContext context;
+    v1::GenerateReply reply;
+    status = stub_->Generate(&context, LongRequest(4), &reply);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(std::vector<int>(reply.token_ids().begin(), reply.token_ids().end()),
+              std::vector<int>(full.token_ids().begin(), full.token_ids().begin() + 4));
+  }
+
+  // A stream the client cancels after two tokens frees the worker at once.
+  {
+    grpc::ClientContext context;
+    auto reader = stub_->GenerateStream(&context, LongRequest(500));
+    v1::GenerateStreamReply message;
+    std::vector<int> first;
+    while (first.size() < 2 && reader->Read(&message)) {
+      ASSERT_FALSE(message.has_done());
+      first.push_back(message.token_id());
+    }
+    ASSERT_EQ(first, std::vector<int>(full.token_ids().begin(), full.token_ids().begin() + 2));
+    t0 = Clock::now();
+    context.TryCancel();
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    const double freed = SecondsUntil("memoria_workers_busy", 0);
+    ASSERT_GE(freed, 0);
+    EXPECT_LT(Since(t0), 0.15) << "worker freed " << Since(t0) << " s after the cancel";
+    grpc::ClientContext next_context;
+    v1::GenerateReply reply;
+    status = stub_->Generate(&next_context, LongRequest(2), &reply);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_GE(SecondsUntil("memoria_request_failures_total{reason=\"cancelled\"}", 1), 0);
+  }
+
+  // Streaming: one message per token, sent as generated (the first arrives long before the
+  // summary), the same tokens and text as the unary reply, the summary last.
+  {
+    grpc::ClientContext context;
+    t0 = Clock::now();
+    auto reader = stub_->GenerateStream(&context, LongRequest(200));
+    v1::GenerateStreamReply message;
+    std::vector<int> streamed;
+    std::string text;
+    double first_at = -1, done_at = -1;
+    v1::GenerateReply done;
+    while (reader->Read(&message)) {
+      ASSERT_LT(done_at, 0) << "a message after the summary";
+      if (message.has_done()) {
+        done_at = Since(t0);
+        done = message.done();
+      } else {
+        if (first_at < 0) first_at = Since(t0);
+        streamed.push_back(message.token_id());
+        text += message.text();
+      }
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    // Greedy with ignore_eos: the first 200 tokens of the unary 500-token reply.
+    EXPECT_EQ(streamed, std::vector<int>(full.token_ids().begin(), full.token_ids().begin() + 200));
+    EXPECT_EQ(std::vector<int>(done.token_ids().begin(), done.token_ids().end()), streamed);
+    EXPECT_EQ(text, done.text());
+    EXPECT_EQ(full.text().rfind(text, 0), 0u);  // a prefix of the unary text
+    ASSERT_GT(done_at, 0);
+    // Generated at the end, all tokens would arrive just before the summary.
+    EXPECT_GT(done_at - first_at, 0.5 * done_at) << "first " << first_at << " s, done " << done_at;
+  }
+  Stop();
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "server/memoria_service.h"
 
 #include <chrono>
+#include <filesystem>
+#include <set>
 
 #include "base/logging.h"
 #include "server/lumen_requests.h"
@@ -43,6 +45,21 @@ Status CheckCall(grpc::ServerContext* context) {
   return Status::Ok();
 }
 
+// Bytes of the RocksDB files that hold the store's data: live SST files, blob files and the WAL
+// (*.log; the info log is LOG, without the extension). One directory listing, no reads.
+int64_t StoreDiskBytes(const std::string& dir) {
+  std::error_code ec;
+  int64_t total = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string ext = entry.path().extension().string();
+    if (ext != ".sst" && ext != ".blob" && ext != ".log") continue;
+    std::error_code size_ec;
+    const uintmax_t size = entry.file_size(size_ec);  // a file compacted away meanwhile: skipped
+    if (!size_ec) total += static_cast<int64_t>(size);
+  }
+  return total;
+}
+
 }  // namespace
 
 MemoriaService::MemoriaService(const v1::ServerConfig& config, Metrics* metrics)
@@ -52,6 +69,7 @@ MemoriaService::~MemoriaService() = default;
 
 void MemoriaService::StartServing(std::unique_ptr<ServingModel> serving) {
   serving_ = std::move(serving);
+  UpdateStoreGauges(*serving_);
   // A drain that began during loading wins: the server never turns ready then.
   State expected = State::kLoading;
   state_.compare_exchange_strong(expected, State::kServing);
@@ -69,6 +87,12 @@ StatusOr<ServingModel*> MemoriaService::Serving() const {
       break;
   }
   return serving_.get();
+}
+
+void MemoriaService::UpdateStoreGauges(const ServingModel& serving) {
+  if (!serving.lumen || serving.lumen->store == nullptr) return;
+  metrics_->SetStoreSize(StoreDiskBytes(serving.lumen->store->dir()), serving.store_tokens.load(),
+                         serving.lumen->lumen->model().config().d_model);
 }
 
 grpc::Status MemoriaService::Finish(const char* method, grpc::ServerContext* context,
@@ -95,18 +119,7 @@ Status MemoriaService::Complete(grpc::ServerContext* context, const v1::Generate
   if (serving->lumen) {
     RETURN_IF_ERROR(AnswerLumenRequest(
         *serving->lumen, serving->limits, request, [context] { return CheckCall(context); },
-        reply));
-    if (on_token) {
-      // LumenRunner generates the whole answer in one engine call (T5Generate takes no
-      // per-token hook), so the stream carries its tokens once it is done.
-      std::vector<int> previous;
-      for (int id : reply->token_ids()) {
-        ASSIGN_OR_RETURN(std::string piece,
-                         serving->lumen->tokenizer->DecodeIncrement(previous, id));
-        previous.push_back(id);
-        if (!on_token(id, piece)) return CancelledError("the client closed the stream");
-      }
-    }
+        on_token, reply));
     reply->mutable_timings()->set_total_seconds(Seconds(Clock::now() - start));
     return Status::Ok();
   }
@@ -194,6 +207,13 @@ grpc::Status MemoriaService::ServerInfo(grpc::ServerContext* context, const v1::
         reply->set_store_passages(s.lumen->retriever->size());
         reply->set_retriever("bm25 (in-memory, rebuilt from the store at start)");
       }
+      if (s.lumen->store != nullptr) {
+        const int64_t bytes = StoreDiskBytes(s.lumen->store->dir());
+        const int64_t tokens = s.store_tokens.load();
+        reply->set_store_bytes(bytes);
+        reply->set_store_tokens(tokens);
+        if (tokens > 0) reply->set_store_bytes_per_token(double(bytes) / double(tokens));
+      }
     } else {
       const LlamaConfig& c = s.model->config();
       reply->set_model_type("llama");
@@ -262,6 +282,14 @@ grpc::Status MemoriaService::DeletePassages(grpc::ServerContext* context,
     if (serving->lumen && serving->lumen->retriever) {
       for (const std::string& id : ids) serving->lumen->retriever->Remove(id);
       metrics_->SetStorePassages(serving->lumen->retriever->size());
+      int64_t tokens = 0;  // a passage's memory tokens are its stored token ids
+      std::set<std::string> counted;
+      for (size_t i = 0; i < ids.size(); ++i) {
+        if (counted.insert(ids[i]).second)
+          tokens += static_cast<int64_t>(texts[i]->token_ids.size());
+      }
+      serving->store_tokens.fetch_sub(tokens);
+      UpdateStoreGauges(*serving);
     }
     reply->set_deleted(static_cast<int32_t>(ids.size()));
     return Status::Ok();
@@ -300,15 +328,15 @@ Status MemoriaService::IngestPassages(grpc::ServerContext* context,
     reply->set_write_seconds(reply->write_seconds() + outcome->write_seconds);
     metrics_->AddIngested(static_cast<int64_t>(batch.size()));
     metrics_->SetStorePassages(lumen.retriever->size());
+    serving->store_tokens.fetch_add(outcome->tokens - outcome->replaced_tokens);
+    UpdateStoreGauges(*serving);
     batch.clear();
     return Status::Ok();
   };
   v1::IngestRequest message;
   while (reader->Read(&message)) {
     const v1::Passage& p = message.passage();
-    const std::string where = "passage " + std::to_string(received);
-    if (p.id().empty()) return InvalidArgumentError(where + " has an empty id");
-    if (p.text().empty()) return InvalidArgumentError(where + " ('" + p.id() + "') has no text");
+    RETURN_IF_ERROR(ValidateIngestPassage(p, received));
     // One WriteBatch may not hold an id twice (PassageStore::Ingest); a later batch may (the
     // later passage then wins, as a re-sent id overwrites).
     bool repeated = false;

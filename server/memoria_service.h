@@ -37,6 +37,10 @@ struct ServingModel {
   std::unique_ptr<PassageStore> store;  // null when no store_dir is configured
   RequestLimits limits;
   std::unique_ptr<LumenServing> lumen;  // declared after store: destroyed first (it points to it)
+  // T5 servers with a store: memory tokens stored, counted at start (server.cc) and kept as a
+  // running sum by Ingest and DeletePassages (for the store gauges and ServerInfo; concurrent
+  // overwrites of one id may make it drift by that passage until the next start).
+  std::atomic<int64_t> store_tokens{0};
 };
 
 class MemoriaService final : public v1::Memoria::Service {
@@ -76,9 +80,11 @@ class MemoriaService final : public v1::Memoria::Service {
   Status IngestPassages(grpc::ServerContext* context, grpc::ServerReader<v1::IngestRequest>* reader,
                         v1::IngestReply* reply);
   // Validates, tokenizes, admits and runs one completion (LLaMA) or answer (T5); on_token may be
-  // null (unary). T5 answers are generated whole and then streamed token by token.
+  // null (unary). Tokens are streamed as generated, except T5 beam answers (sent when done).
   Status Complete(grpc::ServerContext* context, const v1::GenerateRequest& request,
                   const TokenCallback& on_token, v1::GenerateReply* reply);
+  // Sets the store gauges (memoria_store_*) from the store's files on disk and store_tokens.
+  void UpdateStoreGauges(const ServingModel& serving);
   // Records metrics and the request's log line, and converts the status.
   grpc::Status Finish(const char* method, grpc::ServerContext* context, Clock::time_point start,
                       const Status& status, const std::string& detail);

@@ -18,8 +18,9 @@ std::vector<double> FastBuckets() {
           0.005,   0.01,     0.025,   0.05,   0.1,     0.25,   1};
 }
 
-const char* const kFailureReasons[] = {"invalid",     "overloaded",    "deadline", "cancelled",
-                                       "unavailable", "unimplemented", "storage",  "internal"};
+const char* const kFailureReasons[] = {"invalid",   "overloaded",  "deadline",
+                                       "cancelled", "unavailable", "unimplemented",
+                                       "storage",   "internal",    "unauthenticated"};
 
 std::string FormatDouble(double v) { return fmt::format("{:.9g}", v); }
 
@@ -60,7 +61,8 @@ Metrics::Metrics()
       store_read_seconds_(FastBuckets()),
       decompress_seconds_(FastBuckets()),
       live_encoder_seconds_(LatencyBuckets()),
-      decoder_seconds_(LatencyBuckets()) {
+      decoder_seconds_(LatencyBuckets()),
+      attention_seconds_(LatencyBuckets()) {
   for (const char* reason : kFailureReasons) failures_[reason] = 0;
 }
 
@@ -103,6 +105,18 @@ void Metrics::ObserveLumen(double store_read_seconds, double decompress_seconds,
   decoder_seconds_.Observe(decoder_seconds);
   prompt_tokens_ += static_cast<uint64_t>(std::max<int64_t>(encoder_tokens, 0));
   generated_tokens_ += static_cast<uint64_t>(std::max<int64_t>(generated_tokens, 0));
+}
+
+void Metrics::SetStoreSize(int64_t disk_bytes, int64_t tokens, int64_t d_model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  store_bytes_ = disk_bytes;
+  store_tokens_ = tokens;
+  store_d_model_ = d_model;
+}
+
+void Metrics::ObserveAttention(double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  attention_seconds_.Observe(seconds);
 }
 
 std::string Metrics::RenderPrometheus() const {
@@ -157,6 +171,9 @@ std::string Metrics::RenderPrometheus() const {
   Header("memoria_decoder_seconds", "histogram", "T5/LUMEN: answer generation (greedy or beam).",
          &out);
   decoder_seconds_.Render("memoria_decoder_seconds", "", &out);
+  Header("memoria_attention_seconds", "histogram",
+         "T5/LUMEN: decoder attention kernels (self + cross) per answered request.", &out);
+  attention_seconds_.Render("memoria_attention_seconds", "", &out);
   Header("memoria_data_loss_total", "counter",
          "Stored passages that failed verification or decoding when read.", &out);
   out += fmt::format("memoria_data_loss_total {}\n", data_loss_.load());
@@ -164,6 +181,19 @@ std::string Metrics::RenderPrometheus() const {
   out += fmt::format("memoria_ingested_passages_total {}\n", ingested_.load());
   Header("memoria_store_passages", "gauge", "Passages in the store.", &out);
   out += fmt::format("memoria_store_passages {}\n", store_passages_.load());
+  Header("memoria_store_bytes", "gauge", "Passage store files on disk (SST + blob + WAL).", &out);
+  out += fmt::format("memoria_store_bytes {}\n", store_bytes_);
+  Header("memoria_store_tokens", "gauge", "Memory tokens in the passage store.", &out);
+  out += fmt::format("memoria_store_tokens {}\n", store_tokens_);
+  Header("memoria_store_bytes_per_token", "gauge", "Store bytes on disk per memory token.", &out);
+  out += fmt::format("memoria_store_bytes_per_token {}\n",
+                     FormatDouble(store_tokens_ > 0 ? double(store_bytes_) / store_tokens_ : 0));
+  Header("memoria_store_compression_ratio", "gauge",
+         "f32 memory bytes of the stored tokens / store bytes on disk.", &out);
+  out += fmt::format("memoria_store_compression_ratio {}\n",
+                     FormatDouble(store_bytes_ > 0 ? 4.0 * double(store_d_model_) *
+                                                         double(store_tokens_) / store_bytes_
+                                                   : 0));
   return out;
 }
 

@@ -17,10 +17,30 @@
 //   memoria_decompress_seconds                       histogram, codec decode of the memory
 //   memoria_live_encoder_seconds                     histogram, MemEnc(Q) + live encoder
 //   memoria_decoder_seconds                          histogram, T5 generation (greedy / beam)
-//   memoria_data_loss_total                          counter, stored passages that failed
-//                                                    verification or decoding when read
+//   memoria_data_loss_total                          counter, detections of stored records
+//                                                    that failed verification or decoding: by
+//                                                    the store check at start (server.cc; a
+//                                                    corrupt text record also by the BM25
+//                                                    rebuild) and whenever a request reads one
+//   memoria_attention_seconds                        histogram, per answered request: time in
+//                                                    the T5 decoder's attention kernels (self +
+//                                                    cross, all layers and tokens; part of
+//                                                    memoria_decoder_seconds). The live encoder's
+//                                                    attention and the LLaMA path's are not
+//                                                    timed (their kernels run inside one engine
+//                                                    call per layer stack, with no timer)
 //   memoria_ingested_passages_total                  counter, passages durably ingested
 //   memoria_store_passages                           gauge, passages in the store
+//   memoria_store_bytes                              gauge, the store's RocksDB files on disk
+//                                                    (live SST + blob + WAL), all column families
+//   memoria_store_tokens                             gauge, memory tokens stored
+//   memoria_store_bytes_per_token                    gauge, store_bytes / store_tokens
+//   memoria_store_compression_ratio                  gauge, f32 memory of the same tokens
+//                                                    (4 * d_model * store_tokens) / store_bytes;
+//                                                    texts, token ids and the WAL count in the
+//                                                    denominator, so "none" shows below 1
+//   (store gauges: T5 servers with a store, set at start and after every Ingest / Delete; 0
+//   otherwise)
 //
 // Thread-safety: every method may be called concurrently (one mutex; updates are a few adds).
 #pragma once
@@ -72,6 +92,11 @@ class Metrics {
   void CountDataLoss() { data_loss_.fetch_add(1); }
   void AddIngested(int64_t passages) { ingested_.fetch_add(passages); }
   void SetStorePassages(int64_t passages) { store_passages_.store(passages); }
+  // The store's size: disk_bytes (see memoria_store_bytes), memory tokens, and the model's
+  // d_model (the f32 comparison of the compression ratio).
+  void SetStoreSize(int64_t disk_bytes, int64_t tokens, int64_t d_model);
+  // Attention time of one request (seconds).
+  void ObserveAttention(double seconds);
 
   std::string RenderPrometheus() const;
 
@@ -96,6 +121,10 @@ class Metrics {
   std::atomic<int64_t> data_loss_{0};
   std::atomic<int64_t> ingested_{0};
   std::atomic<int64_t> store_passages_{0};
+  Histogram attention_seconds_;
+  int64_t store_bytes_ = 0;
+  int64_t store_tokens_ = 0;
+  int64_t store_d_model_ = 0;
 };
 
 }  // namespace memoria

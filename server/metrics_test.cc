@@ -28,5 +28,24 @@ TEST(MetricsTest, PrometheusTextHasCumulativeBucketsAndAllFailureReasons) {
   EXPECT_TRUE(has("# TYPE memoria_queue_wait_seconds histogram"));
 }
 
+TEST(MetricsTest, StoreGaugesAndAttentionHistogram) {
+  Metrics metrics;
+  const std::string empty = metrics.RenderPrometheus();
+  EXPECT_NE(empty.find("memoria_store_bytes_per_token 0\n"), std::string::npos) << empty;
+  EXPECT_NE(empty.find("memoria_store_compression_ratio 0\n"), std::string::npos);
+  // 1000 tokens of d 64 in 32000 bytes on disk: 32 bytes per token, f32 256 / 32 = 8x.
+  metrics.SetStoreSize(32000, 1000, 64);
+  metrics.ObserveAttention(0.004);
+  const std::string text = metrics.RenderPrometheus();
+  auto has = [&](const std::string& line) { return text.find(line + "\n") != std::string::npos; };
+  EXPECT_TRUE(has("memoria_store_bytes 32000")) << text;
+  EXPECT_TRUE(has("memoria_store_tokens 1000"));
+  EXPECT_TRUE(has("memoria_store_bytes_per_token 32"));
+  EXPECT_TRUE(has("memoria_store_compression_ratio 8"));
+  EXPECT_TRUE(has("memoria_attention_seconds_bucket{le=\"0.0025\"} 0"));
+  EXPECT_TRUE(has("memoria_attention_seconds_bucket{le=\"0.005\"} 1"));
+  EXPECT_TRUE(has("memoria_attention_seconds_count 1"));
+}
+
 }  // namespace
 }  // namespace memoria
