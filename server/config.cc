@@ -3,10 +3,13 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "engine/lumen.h"
+#include "server/bearer_token_auth.h"
 #include "server/model_kind.h"
 
 namespace memoria {
@@ -34,6 +37,64 @@ Status ReplacePort(v1::ServerConfig* config, int port) {
     return InvalidArgumentError("listen_address '" + address + "' has no port");
   }
   config->set_listen_address(address.substr(0, colon + 1) + std::to_string(port));
+  return Status::Ok();
+}
+
+// A PEM file the server reads at start: it must be readable and hold a block whose BEGIN line
+// ends in `label` ("CERTIFICATE", "PRIVATE KEY"). Messages name the field and the path, never
+// the contents.
+Status CheckPemFile(const std::string& field, const std::string& path, const std::string& label) {
+  if (path.empty()) return InvalidArgumentError(field + " is required when tls is set");
+  // A regular file of bounded size: a device or pipe named by mistake must not hang the start.
+  constexpr uintmax_t kMaxBytes = 1 << 20;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return NotFoundError(field + ": cannot read " + path + " (" +
+                         (ec ? ec.message() : "not a regular file") + ")");
+  }
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec || size > kMaxBytes) {
+    return InvalidArgumentError(field + " " + path + " has " + std::to_string(size) +
+                                " bytes, more than " + std::to_string(kMaxBytes));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError(field + ": cannot read " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string line;
+  const std::string suffix = label + "-----";
+  while (std::getline(text, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.rfind("-----BEGIN ", 0) == 0 && line.size() >= suffix.size() &&
+        line.compare(line.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      return Status::Ok();
+    }
+  }
+  return InvalidArgumentError(field + " " + path + " holds no PEM " + label +
+                              " (no \"-----BEGIN ..." + suffix + "\" line)");
+}
+
+Status ValidateSecurity(const v1::ServerConfig& c) {
+  if (c.has_tls()) {
+    const v1::TlsSettings& tls = c.tls();
+    RETURN_IF_ERROR(
+        CheckPemFile("tls.certificate_chain_file", tls.certificate_chain_file(), "CERTIFICATE"));
+    RETURN_IF_ERROR(CheckPemFile("tls.private_key_file", tls.private_key_file(), "PRIVATE KEY"));
+    if (tls.require_client_certificate() && tls.client_ca_file().empty()) {
+      return InvalidArgumentError(
+          "tls.require_client_certificate needs tls.client_ca_file (the CA that client "
+          "certificates must chain to)");
+    }
+    if (!tls.client_ca_file().empty()) {
+      RETURN_IF_ERROR(CheckPemFile("tls.client_ca_file", tls.client_ca_file(), "CERTIFICATE"));
+    }
+  }
+  if (c.has_auth()) {
+    if (c.auth().token_file().empty()) {
+      return InvalidArgumentError("auth.token_file is required when auth is set");
+    }
+    RETURN_IF_ERROR(BearerTokenAuth::FromFile(c.auth().token_file()).status());
+  }
   return Status::Ok();
 }
 
@@ -106,7 +167,7 @@ Status ApplyDefaultsAndValidate(v1::ServerConfig* c) {
   RETURN_IF_ERROR(check(c->drain_timeout_seconds() > 0 && c->drain_timeout_seconds() <= 3600,
                         "drain_timeout_seconds", "in (0, 3600]",
                         std::to_string(c->drain_timeout_seconds())));
-  return Status::Ok();
+  return ValidateSecurity(*c);
 }
 
 StatusOr<v1::ServerConfig> LoadServerConfig(const std::string& path,

@@ -24,7 +24,9 @@ struct ConfigOverrides {
 StatusOr<v1::ServerConfig> LoadServerConfig(const std::string& path,
                                             const ConfigOverrides& overrides);
 
-// Fills the documented defaults into unset (zero/empty) fields and checks ranges.
+// Fills the documented defaults into unset (zero/empty) fields and checks ranges. When tls or
+// auth is set, also checks that their files are readable (NOT_FOUND naming the field and the
+// path) and hold PEM blocks / valid tokens (INVALID_ARGUMENT; no file contents in any message).
 Status ApplyDefaultsAndValidate(v1::ServerConfig* config);
 
 // "127.0.0.1:50051" -> host "127.0.0.1" (IPv6 "[::1]:50051" -> "::1"); INVALID_ARGUMENT when the

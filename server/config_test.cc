@@ -78,6 +78,72 @@ TEST(ServerConfigTest, ModelKindIsDetectedAndT5SettingsGetDefaults) {
   EXPECT_EQ(llama->model_kind(), "llama");
 }
 
+TEST(ServerConfigTest, TlsAndAuthFilesAreCheckedNamingFieldAndPath) {
+  const std::string dir = testing::MakeTempDir("memoria-config-tls");
+  const std::string cert = dir + "/server.crt", key = dir + "/server.key", ca = dir + "/ca.crt";
+  const std::string tokens = dir + "/tokens";
+  const std::string key_body = "bm90IGEgcmVhbCBrZXkgYnV0IHNlY3JldCBhbGwgdGhlIHNhbWU=";
+  testing::WriteFile(cert, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  testing::WriteFile(ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  // An EC key as `openssl ecparam -genkey` writes it: parameters first, then the key.
+  testing::WriteFile(key,
+                     "-----BEGIN EC PARAMETERS-----\nBggq\n-----END EC PARAMETERS-----\n"
+                     "-----BEGIN EC PRIVATE KEY-----\n" +
+                         key_body + "\n-----END EC PRIVATE KEY-----\n");
+  const std::string secret = "0123456789abcdefSECRET";
+  testing::WriteFile(tokens, secret + "\n");
+  auto load = [&](const std::string& text) {
+    return LoadServerConfig(WriteConfig("model_dir: \"m\"\n" + text), {});
+  };
+  const std::string tls =
+      "certificate_chain_file: \"" + cert + "\" private_key_file: \"" + key + "\"";
+
+  auto ok =
+      load("tls { " + tls + " client_ca_file: \"" + ca +
+           "\" require_client_certificate: true }\nauth { token_file: \"" + tokens + "\" }\n");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_TRUE(ok->tls().require_client_certificate());
+  EXPECT_EQ(ok->auth().token_file(), tokens);
+  // Unset sections stay unset (plaintext, no tokens).
+  auto plain = load("");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->has_tls());
+  EXPECT_FALSE(plain->has_auth());
+
+  auto expect_error = [&](const std::string& text, StatusCode code, const std::string& message) {
+    auto config = load(text);
+    EXPECT_EQ(config.status().code(), code) << text << ": " << config.status().ToString();
+    EXPECT_NE(config.status().message().find(message), std::string::npos)
+        << config.status().message();
+    EXPECT_EQ(config.status().message().find(secret), std::string::npos);
+    EXPECT_EQ(config.status().message().find(key_body), std::string::npos);
+  };
+  expect_error("tls { }", StatusCode::kInvalidArgument,
+               "tls.certificate_chain_file is required when tls is set");
+  expect_error("tls { certificate_chain_file: \"" + cert + "\" }", StatusCode::kInvalidArgument,
+               "tls.private_key_file is required when tls is set");
+  expect_error(
+      "tls { certificate_chain_file: \"" + dir + "/none.crt\" private_key_file: \"" + key + "\" }",
+      StatusCode::kNotFound, "tls.certificate_chain_file: cannot read " + dir + "/none.crt");
+  // A key where the certificate belongs (and the reverse) is named, its contents are not.
+  expect_error("tls { certificate_chain_file: \"" + key + "\" private_key_file: \"" + key + "\" }",
+               StatusCode::kInvalidArgument,
+               "tls.certificate_chain_file " + key + " holds no PEM CERTIFICATE");
+  expect_error(
+      "tls { certificate_chain_file: \"" + cert + "\" private_key_file: \"" + cert + "\" }",
+      StatusCode::kInvalidArgument, "tls.private_key_file " + cert + " holds no PEM PRIVATE KEY");
+  expect_error("tls { " + tls + " require_client_certificate: true }", StatusCode::kInvalidArgument,
+               "tls.require_client_certificate needs tls.client_ca_file");
+  expect_error("tls { " + tls + " client_ca_file: \"" + dir + "/none\" }", StatusCode::kNotFound,
+               "tls.client_ca_file: cannot read " + dir + "/none");
+  expect_error("auth { }", StatusCode::kInvalidArgument,
+               "auth.token_file is required when auth is set");
+  expect_error("auth { token_file: \"" + dir + "/none\" }", StatusCode::kNotFound,
+               "auth.token_file: cannot read " + dir + "/none");
+  expect_error("auth { token_file: \"" + key + "\" }", StatusCode::kInvalidArgument,
+               "auth.token_file " + key + " line 1: a token may hold only");
+}
+
 TEST(ServerConfigTest, TheShippedT5ConfigIsValid) {
   auto config = LoadServerConfig(testing::SourceDir() + "/configs/t5_lumen.textproto", {});
   ASSERT_TRUE(config.ok()) << config.status().ToString();

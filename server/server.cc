@@ -10,9 +10,11 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "base/logging.h"
+#include "server/bearer_token_auth.h"
 #include "server/config.h"
 
 namespace memoria {
@@ -24,6 +26,116 @@ void SetHealth(grpc::Server* server, bool serving) {
   if (server == nullptr || server->GetHealthCheckService() == nullptr) return;
   server->GetHealthCheckService()->SetServingStatus("", serving);
   server->GetHealthCheckService()->SetServingStatus(kServiceName, serving);
+}
+
+StatusOr<std::string> ReadPemFile(const std::string& field, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError(field + ": cannot read " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// grpc::SslServerCredentials from the tls settings (validated by config.cc). Client certificates:
+// not asked for without client_ca_file; asked for and verified when presented with it; required
+// with require_client_certificate (the handshake fails without one).
+StatusOr<std::shared_ptr<grpc::ServerCredentials>> TlsCredentials(const v1::TlsSettings& tls) {
+  grpc_ssl_client_certificate_request_type request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  if (tls.require_client_certificate())
+    request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  else if (!tls.client_ca_file().empty())
+    request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+  grpc::SslServerCredentialsOptions options(request);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.cert_chain,
+                   ReadPemFile("tls.certificate_chain_file", tls.certificate_chain_file()));
+  ASSIGN_OR_RETURN(pair.private_key, ReadPemFile("tls.private_key_file", tls.private_key_file()));
+  options.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!tls.client_ca_file().empty()) {
+    ASSIGN_OR_RETURN(options.pem_root_certs,
+                     ReadPemFile("tls.client_ca_file", tls.client_ca_file()));
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+// t5.store_verify_at_start (proto/server_config.proto), checked before the model loads.
+Status ValidateStoreVerify(const v1::T5Settings& t5) {
+  const std::string& mode = t5.store_verify_at_start();
+  if (mode != "" && mode != "full" && mode != "sample" && mode != "off") {
+    const std::string expected = R"("full", "sample", "off" or empty (automatic))";
+    return InvalidArgumentError("t5.store_verify_at_start must be " + expected + ", got \"" + mode +
+                                "\"");
+  }
+  if (t5.store_verify_sample_passages() < 0 || t5.store_verify_full_max_passages() < 0) {
+    return InvalidArgumentError(
+        "t5.store_verify_sample_passages " + std::to_string(t5.store_verify_sample_passages()) +
+        " and t5.store_verify_full_max_passages " +
+        std::to_string(t5.store_verify_full_max_passages()) + " must be >= 0 (0 = default)");
+  }
+  return Status::Ok();
+}
+
+struct StoreCheck {
+  std::string mode;                   // "full", "sample" or "off"
+  int64_t tokens = 0;                 // memory tokens of the store
+  int64_t checked = 0;                // records verified
+  int64_t corrupt = 0;                // records failing verification
+  std::vector<std::string> examples;  // the first few failures
+};
+
+// Verifies the store's records as t5.store_verify_at_start says and counts its memory tokens.
+// Corrupt records are reported in the result, not as an error: the server serves the others.
+// Errors: RocksDB iteration failures (the store cannot be read at all).
+StatusOr<StoreCheck> CheckStoreAtStart(const PassageStore& store, int64_t passages,
+                                       const v1::T5Settings& t5) {
+  constexpr size_t kExamples = 5;
+  const int64_t full_max =
+      t5.store_verify_full_max_passages() > 0 ? t5.store_verify_full_max_passages() : 100000;
+  const int64_t sample =
+      t5.store_verify_sample_passages() > 0 ? t5.store_verify_sample_passages() : 1000;
+  StoreCheck check;
+  check.mode = t5.store_verify_at_start();
+  if (check.mode.empty()) check.mode = passages <= full_max ? "full" : "sample";
+  if (check.mode == "full") {
+    ASSIGN_OR_RETURN(StoreStats stats, store.Scan(/*verify=*/true));
+    check.checked = stats.passages + stats.memories;
+    check.corrupt = stats.corrupt;
+    for (const std::string& e : stats.corrupt_examples) {
+      if (check.examples.size() < kExamples) check.examples.push_back(e);
+    }
+  }
+  // Tokens from the text records (a passage's memory has one row per stored token id; Ingest and
+  // DeletePassages keep the sum by the same measure), which the BM25 rebuild has just read
+  // anyway; in "sample" mode, also the ids whose memory values are checked.
+  const int64_t stride = std::max<int64_t>(1, passages / std::max<int64_t>(1, sample));
+  std::vector<std::string> ids;
+  int64_t index = 0;
+  RETURN_IF_ERROR(
+      store.ForEachText([&](const std::string& id, const StatusOr<PassageText>& text) -> Status {
+        // Corrupt text records were logged and counted by the BM25 rebuild.
+        if (text.ok()) check.tokens += static_cast<int64_t>(text->token_ids.size());
+        if (check.mode == "sample" && index++ % stride == 0 &&
+            static_cast<int64_t>(ids.size()) < sample) {
+          ids.push_back(id);
+        }
+        return Status::Ok();
+      }));
+  constexpr size_t kBatch = 64;  // MultiGet batches: bounded memory for big codes
+  for (size_t begin = 0; begin < ids.size(); begin += kBatch) {
+    const std::vector<std::string> batch(ids.begin() + begin,
+                                         ids.begin() + std::min(ids.size(), begin + kBatch));
+    for (const auto& codes : store.GetCodes(batch)) {
+      ++check.checked;
+      if (codes.ok()) continue;
+      ++check.corrupt;
+      if (check.examples.size() < kExamples) check.examples.push_back(codes.status().message());
+    }
+  }
+  return check;
 }
 
 }  // namespace
@@ -49,10 +161,28 @@ Status MemoriaServer::Listen() {
     }
   }
 
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (config_.has_tls()) {
+    ASSIGN_OR_RETURN(credentials, TlsCredentials(config_.tls()));
+  }
+  grpc::Service* memoria = service_.get();
+  if (config_.has_auth()) {
+    ASSIGN_OR_RETURN(auth_, BearerTokenAuth::FromFile(config_.auth().token_file()));
+    authenticated_ =
+        std::make_unique<AuthenticatedMemoriaService>(service_.get(), auth_.get(), &metrics_);
+    memoria = authenticated_.get();
+    ASSIGN_OR_RETURN(const std::string host, HostOf(config_.listen_address()));
+    if (!config_.has_tls() && !IsLoopback(host)) {
+      MEMORIA_LOG(kWarning,
+                  "bearer tokens travel in plaintext to {}: anyone on the network path can read "
+                  "them; set tls",
+                  config_.listen_address());
+    }
+  }
+
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config_.listen_address(), grpc::InsecureServerCredentials(),
-                           &grpc_port_);
-  builder.RegisterService(service_.get());
+  builder.AddListeningPort(config_.listen_address(), credentials, &grpc_port_);
+  builder.RegisterService(memoria);
   builder.SetMaxReceiveMessageSize(config_.max_receive_message_bytes());
   // Each admitted call holds a handler thread while it waits or runs; leave headroom for health
   // checks, ServerInfo and the immediate RESOURCE_EXHAUSTED answers of overload.
@@ -61,7 +191,11 @@ Status MemoriaServer::Listen() {
   builder.SetResourceQuota(quota);
   grpc_ = builder.BuildAndStart();
   if (!grpc_ || grpc_port_ == 0) {
-    return UnavailableError("cannot listen for gRPC on " + config_.listen_address());
+    return UnavailableError("cannot listen for gRPC on " + config_.listen_address() +
+                            (config_.has_tls()
+                                 ? " with TLS (does tls.private_key_file match "
+                                   "tls.certificate_chain_file? gRPC's log above says more)"
+                                 : ""));
   }
   // Reflection off: the server answers UNIMPLEMENTED for its methods, as for any unknown one.
   SetHealth(grpc_.get(), false);
@@ -73,8 +207,15 @@ Status MemoriaServer::Listen() {
         std::make_unique<HttpServer>([this](const std::string& path) { return HandleHttp(path); });
     RETURN_IF_ERROR(http_->Start(host, config_.http_port()));
   }
-  MEMORIA_LOG(kInfo, "listening: gRPC {} (port {}), HTTP port {}", config_.listen_address(),
-              grpc_port_, http_port());
+  std::string security = "plaintext";
+  if (config_.has_tls()) {
+    security = config_.tls().require_client_certificate() ? "TLS, client certificate required"
+               : config_.tls().client_ca_file().empty()   ? "TLS"
+                                                        : "TLS, client certificate checked if sent";
+  }
+  if (auth_) security += ", bearer-token auth with " + std::to_string(auth_->size()) + " token(s)";
+  MEMORIA_LOG(kInfo, "listening: gRPC {} (port {}, {}), HTTP port {}", config_.listen_address(),
+              grpc_port_, security, http_port());
   return WritePortsFile();
 }
 
@@ -156,10 +297,34 @@ void MemoriaServer::TurnReady() {
 
 Status MemoriaServer::LoadAndServeT5() {
   const auto start = std::chrono::steady_clock::now();
+  RETURN_IF_ERROR(ValidateStoreVerify(config_.t5()));
   auto serving = std::make_unique<ServingModel>();
   const int per_worker = ThreadsPerWorker();
   ASSIGN_OR_RETURN(serving->lumen,
                    LoadLumenServing(config_, per_worker, &metrics_, &serving->store));
+  if (serving->lumen->store != nullptr) {
+    // Before turning ready (/readyz stays 503): the store's checksums, and its token count for
+    // the store gauges.
+    const auto verify_start = std::chrono::steady_clock::now();
+    ASSIGN_OR_RETURN(
+        StoreCheck check,
+        CheckStoreAtStart(*serving->lumen->store, serving->lumen->retriever->size(), config_.t5()));
+    serving->store_tokens.store(check.tokens);
+    for (int64_t i = 0; i < check.corrupt; ++i) metrics_.CountDataLoss();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - verify_start).count();
+    if (check.corrupt > 0) {
+      std::string examples;
+      for (const std::string& e : check.examples) examples += (examples.empty() ? "" : "; ") + e;
+      MEMORIA_LOG(kWarning,
+                  "store verification ({}): {} of {} records checked are corrupt (they answer "
+                  "DATA_LOSS; the others are served); first: {}",
+                  check.mode, check.corrupt, check.checked, examples);
+    } else {
+      MEMORIA_LOG(kInfo, "store verification ({}): {} records checked, none corrupt, {:.2f} s",
+                  check.mode, check.checked, seconds);
+    }
+  }
   // T5 has no maximum sequence length (relative positions): answers are bounded by config, with
   // a default of 512 new tokens (32 when a request gives none: answers are short spans).
   RequestLimits& limits = serving->limits;

@@ -1,6 +1,7 @@
 // MemoriaServer: the whole serving process minus main(): the gRPC server (Memoria service,
-// standard health service, optional reflection), the HTTP probe/metrics server, model loading
-// with a warm-up, and graceful draining.
+// standard health service, optional reflection; optional TLS / mutual TLS and bearer-token auth
+// of the Memoria service, see TlsSettings and AuthSettings in proto/server_config.proto), the
+// HTTP probe/metrics server, model loading with a warm-up, and graceful draining.
 //
 // States and what the outside sees:
 //   listening, loading   gRPC health NOT_SERVING, /readyz 503 {"status":"loading"}, calls
@@ -19,6 +20,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "server/bearer_token_auth.h"
 #include "server/http_server.h"
 #include "server/memoria_service.h"
 #include "server/metrics.h"
@@ -55,6 +57,9 @@ class MemoriaServer {
   v1::ServerConfig config_;
   Metrics metrics_;
   std::unique_ptr<MemoriaService> service_;
+  // With auth set: the accepted tokens and the service behind their check (what gRPC serves).
+  std::unique_ptr<BearerTokenAuth> auth_;
+  std::unique_ptr<AuthenticatedMemoriaService> authenticated_;
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<HttpServer> http_;
   int grpc_port_ = 0;

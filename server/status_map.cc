@@ -26,6 +26,8 @@ const char* FailureReason(StatusCode code) {
       return "unavailable";
     case StatusCode::kUnimplemented:
       return "unimplemented";
+    case StatusCode::kUnauthenticated:
+      return "unauthenticated";
     case StatusCode::kDataLoss:
     case StatusCode::kFailedPrecondition:
       return "storage";

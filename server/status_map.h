@@ -12,8 +12,8 @@ grpc::Status ToGrpcStatus(const Status& status);
 
 // Failure reason for metrics: "invalid" (INVALID_ARGUMENT, OUT_OF_RANGE, NOT_FOUND),
 // "overloaded" (RESOURCE_EXHAUSTED), "deadline", "cancelled", "unavailable" (loading, draining),
-// "unimplemented", "storage" (DATA_LOSS, FAILED_PRECONDITION), "internal" (anything else).
-// "" for OK.
+// "unimplemented", "unauthenticated" (bearer-token auth), "storage" (DATA_LOSS,
+// FAILED_PRECONDITION), "internal" (anything else). "" for OK.
 const char* FailureReason(StatusCode code);
 
 }  // namespace memoria
