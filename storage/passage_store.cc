@@ -3,6 +3,7 @@
 #include <nmmintrin.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
@@ -140,6 +141,8 @@ std::string StateChunkKey(uint32_t i) {
   return buf;
 }
 
+}  // namespace
+
 // Parses and validates a memory value against the store's codec.
 Status ParseMemoryValue(const std::string& id, const char* value, size_t size, const Codec& codec,
                         PassageCodes* out) {
@@ -190,6 +193,8 @@ Status ParsePassageValue(const std::string& id, const char* value, size_t size, 
   if (n > 0) std::memcpy(out->token_ids.data(), r.here(), uint64_t{n} * 4);
   return Status::Ok();
 }
+
+namespace {
 
 std::string IdentityJson(const StoreIdentity& id) {
   Json j;
@@ -251,9 +256,17 @@ Status PassageStore::OpenDb(const PassageStoreOptions& options, const std::strin
   db_options.create_missing_column_families = create;
   db_options.paranoid_checks = true;
   db_options.max_background_jobs = 2;
+  if (options.file_system != nullptr) {
+    store->env_ = rocksdb::NewCompositeEnv(options.file_system);
+    db_options.env = store->env_.get();
+  }
 
   rocksdb::BlockBasedTableOptions table;
-  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  if (options.block_cache_bytes == 0) {
+    table.no_block_cache = true;
+  } else {
+    table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  }
   auto table_factory = std::shared_ptr<rocksdb::TableFactory>(rocksdb::NewBlockBasedTableFactory(table));
 
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
@@ -273,7 +286,8 @@ Status PassageStore::OpenDb(const PassageStoreOptions& options, const std::strin
   }
 
   if (!create) {
-    if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT")) {
+    std::error_code ec;  // a path the OS refuses (e.g. too long) is "no store", not an exception
+    if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec)) {
       return NotFoundError("no passage store at " + dir);
     }
     std::vector<std::string> names;
@@ -371,6 +385,9 @@ Status PassageStore::LoadIdentityAndCodec(const StoreIdentity* expected) {
   if (j.is_discarded() || !j.is_object()) return DataLossError(dir_ + ": identity is not a JSON object");
   StoreIdentity id;
   try {
+    // get<>() of a JSON float out of the integer's range is undefined behaviour: integers only.
+    if (!j.at("model_fingerprint").is_number_integer() || !j.at("layer_split").is_number_integer())
+      return DataLossError(dir_ + ": identity " + std::string(payload, len) + ": fields are not integers");
     id.model_fingerprint = j.at("model_fingerprint").get<uint64_t>();
     id.layer_split = j.at("layer_split").get<int32_t>();
     ASSIGN_OR_RETURN(id.codec, CodecSpec::FromJson(j.at("codec").dump()));

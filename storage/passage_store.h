@@ -34,7 +34,14 @@
 //                 match the store's codec; FAILED_PRECONDITION for a value of a newer format
 //                 version. One bad passage never fails the others of a MultiGet.
 //   writes        INVALID_ARGUMENT for a passage whose memory has the wrong dim, an empty id or
-//                 duplicate ids in one batch; UNAVAILABLE/INTERNAL for RocksDB write errors.
+//                 duplicate ids in one batch; UNAVAILABLE/INTERNAL for RocksDB write errors. A
+//                 batch whose WAL append or sync failed is not acknowledged (UNAVAILABLE) and is
+//                 all-or-nothing after a reopen. RocksDB then refuses every later write of this
+//                 open store (a background error that Resume() does not clear) with the
+//                 same UNAVAILABLE, while reads go on: writes resume after a reopen (a server
+//                 restart), once the disk works again.
+//   I/O errors    UNAVAILABLE naming the passage (reads) or the store (writes): the files may be
+//                 fine and a retry may succeed, unlike DATA_LOSS (checksums failed).
 // Thread-safety: all methods may be called concurrently (RocksDB is thread-safe); each call's
 // ThreadPool must be used by one call at a time (thread_pool.h).
 #pragma once
@@ -52,6 +59,8 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class Env;
+class FileSystem;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -70,10 +79,15 @@ struct PassageStoreOptions {
   // dominate, which that measurement does not reach.
   bool enable_blob_files = false;
   uint64_t min_blob_size = 1024;
-  // Block cache for the SST files (bytes). Default 64 MiB.
+  // Block cache for the SST files (bytes). Default 64 MiB. 0 = no block cache: every read of a
+  // data block reaches the files (fault-injection and corruption tests).
   uint64_t block_cache_bytes = 64ull << 20;
   // Open read-only (inspect tools): writes return FAILED_PRECONDITION. Default false.
   bool read_only = false;
+  // The file system RocksDB works through; null (default) = the process's real one. Tests install
+  // a FaultInjectionFileSystem (storage/fault_injection_file_system.h) here; the store holds a
+  // reference to it while open.
+  std::shared_ptr<rocksdb::FileSystem> file_system;
 };
 
 // What produced the stored memory. A store refuses to open for a different identity.
@@ -191,6 +205,7 @@ class PassageStore {
   std::string dir_;
   StoreIdentity identity_;
   std::unique_ptr<Codec> codec_;
+  std::shared_ptr<rocksdb::Env> env_;  // wraps options_.file_system; null = the default Env
   rocksdb::DB* db_ = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, codec, passages, memory
 };
@@ -201,5 +216,13 @@ uint32_t Crc32c(const void* data, size_t n);
 // The memory value layout above, for tools and tests that build or parse values directly.
 std::string EncodeMemoryValue(CodecId codec, int64_t num_tokens, int64_t dim,
                               const std::string& codes, uint8_t version = kStoreFormatVersion);
+
+// Decoding of stored values (the framing and payload layouts above): what every read does with
+// the bytes RocksDB returns, for tools and the fuzz targets. `id` names the passage in errors:
+// DATA_LOSS for a bad checksum, truncation, a record of another kind or, for memory, a codec id,
+// dim or code size that does not match `codec`; FAILED_PRECONDITION for a newer format version.
+Status ParseMemoryValue(const std::string& id, const char* value, size_t size, const Codec& codec,
+                        PassageCodes* out);
+Status ParsePassageValue(const std::string& id, const char* value, size_t size, PassageText* out);
 
 }  // namespace memoria
