@@ -57,6 +57,10 @@ StatusOr<std::unique_ptr<JsonConfig>> JsonConfig::ParseString(const std::string&
     }
     return InvalidArgumentError(source_name + ": invalid JSON at line " + std::to_string(line) +
                                 ", column " + std::to_string(column) + ": " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    // The parser reports a number that overflows a double (1e400) as out_of_range, not as a
+    // parse error.
+    return InvalidArgumentError(source_name + ": invalid JSON: " + e.what());
   }
   if (!config->impl_->root.is_object()) {
     return InvalidArgumentError(source_name + ": top level is a JSON " +

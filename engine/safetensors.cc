@@ -187,6 +187,10 @@ StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::stri
     return DataLossError(path + ": header (" + std::to_string(header_len) +
                          " bytes) is not valid JSON at byte " + std::to_string(e.byte) + ": " +
                          e.what());
+  } catch (const nlohmann::json::exception& e) {
+    // A number that overflows a double (1e400) is reported as out_of_range, not a parse error.
+    return DataLossError(path + ": header (" + std::to_string(header_len) +
+                         " bytes) is not valid JSON: " + e.what());
   }
   if (!root.is_object()) {
     return DataLossError(path + ": header is a JSON " + std::string(root.type_name()) +

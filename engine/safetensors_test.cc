@@ -150,6 +150,8 @@ std::vector<CorruptCase> CorruptCases() {
       {"HeaderLengthZero", LengthPrefix(0), StatusCode::kDataLoss, "not valid JSON"},
       {"BadJson", MakeFile(R"({"w": {"dtype": )", ""), StatusCode::kDataLoss, "not valid JSON"},
       {"InvalidUtf8", MakeFile("{\"\xff\": 1}", ""), StatusCode::kDataLoss, "not valid JSON"},
+      {"NumberOverflow", MakeFile(R"({"w": {"dtype": "F32", "shape": [1e999]}})", ""),
+       StatusCode::kDataLoss, "number overflow"},
       {"HeaderNotObject", MakeFile("[1, 2]", ""), StatusCode::kDataLoss, "expected an object"},
       {"HeaderIsString", MakeFile("\"w\"", ""), StatusCode::kDataLoss, "expected an object"},
       {"DeeplyNested", MakeFile(std::string(100000, '[') + std::string(100000, ']'), ""),

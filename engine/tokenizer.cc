@@ -33,10 +33,20 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Open(const std::string& model_pa
   if (bytes.empty()) return DataLossError("tokenizer model " + model_path + " is empty");
 
   std::unique_ptr<Tokenizer> tokenizer(new Tokenizer());
-  const auto status = tokenizer->sp_->LoadFromSerializedProto(bytes);
-  if (!status.ok()) {
+  // libsentencepiece builds its piece trie with darts-clone, which throws on some malformed
+  // models (e.g. an empty piece) instead of returning an error status. (Only the four
+  // sentencepiece functions that server/sentencepiece_isolation.cc forwards may be called here,
+  // so the Status stays inside the try block instead of being assigned to.)
+  try {
+    const auto status = tokenizer->sp_->LoadFromSerializedProto(bytes);
+    if (!status.ok()) {
+      return DataLossError("tokenizer model " + model_path + " (" +
+                           std::to_string(bytes.size()) +
+                           " bytes) is not a valid SentencePiece model: " + status.ToString());
+    }
+  } catch (const std::exception& e) {
     return DataLossError("tokenizer model " + model_path + " (" + std::to_string(bytes.size()) +
-                         " bytes) is not a valid SentencePiece model: " + status.ToString());
+                         " bytes) is not a valid SentencePiece model: " + e.what());
   }
   if (tokenizer->sp_->GetPieceSize() <= 0) {
     return DataLossError("tokenizer model " + model_path + " has no pieces");

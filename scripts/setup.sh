@@ -15,6 +15,8 @@ PACKAGES=(
   python3 python3-torch python3-numpy python3-faiss  # independent references in tests, peers in bench
   libopenblas0-pthread                          # BLAS for torch/numpy: the reference BLAS runs ~5 GFLOP/s
   python3-grpcio python3-protobuf               # the Python client in the server end-to-end test
+  clang libclang-rt-14-dev libomp-dev           # libFuzzer targets under ASan + UBSan (scripts/fuzz.sh)
+  openssl                                       # test certificates of the server TLS tests
 )
 
 missing=()

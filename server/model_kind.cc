@@ -15,7 +15,10 @@ std::string DetectModelKind(const std::string& model_dir) {
 }
 
 std::string DefaultTokenizerPath(const std::string& model_dir, const std::string& model_kind) {
-  if (model_kind == "t5" && std::filesystem::exists(model_dir + "/spiece.model"))
+  // The error_code overload: a path the OS refuses (too long, not a directory) is "absent" here,
+  // and loading the tokenizer then reports it, instead of a filesystem_error escaping.
+  std::error_code ec;
+  if (model_kind == "t5" && std::filesystem::exists(model_dir + "/spiece.model", ec))
     return model_dir + "/spiece.model";
   return model_dir + "/tokenizer.model";
 }

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 namespace memoria {
 namespace {
 
@@ -50,6 +53,44 @@ TEST(RequestValidationTest, LumenFieldsAreUnimplemented) {
   v1::GenerateRequest request;
   request.set_retrieve_top_k(5);
   EXPECT_EQ(ValidateGenerateRequest(request, Limits()).status().code(), StatusCode::kUnimplemented);
+}
+
+// A NaN length_penalty once passed the `< 0` check and reached beam search, where it made every
+// hypothesis score NaN (found by fuzz/request_fuzzer); infinities are refused as well.
+TEST(RequestValidationTest, LumenLengthPenaltyMustBeFinite) {
+  v1::GenerateRequest request;
+  request.set_question("who?");
+  request.set_retrieve_top_k(2);
+  request.mutable_params()->set_num_beams(4);
+  v1::T5Settings settings;
+  settings.set_max_passages(10);
+  for (float bad : {std::nanf(""), -std::nanf(""), std::numeric_limits<float>::infinity(), -0.5f}) {
+    request.mutable_params()->set_length_penalty(bad);
+    auto options = ValidateLumenRequest(request, settings, Limits());
+    ASSERT_EQ(options.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(options.status().message().find("length_penalty must be a finite number >= 0"),
+              std::string::npos);
+  }
+  request.mutable_params()->set_length_penalty(0.5f);
+  auto options = ValidateLumenRequest(request, settings, Limits());
+  ASSERT_TRUE(options.ok()) << options.status().ToString();
+  EXPECT_EQ(options->length_penalty, 0.5f);
+  EXPECT_EQ(options->num_beams, 4);
+}
+
+TEST(RequestValidationTest, IngestPassageNeedsIdAndText) {
+  v1::Passage passage;
+  passage.set_text("some text");
+  Status s = ValidateIngestPassage(passage, 3);
+  ASSERT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "passage 3 has an empty id");
+  passage.set_id("p7");
+  passage.clear_text();
+  s = ValidateIngestPassage(passage, 4);
+  ASSERT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "passage 4 ('p7') has no text");
+  passage.set_text("x");
+  EXPECT_TRUE(ValidateIngestPassage(passage, 0).ok());
 }
 
 }  // namespace

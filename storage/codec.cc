@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 
 #include "kernels/btr_kernels.h"
 #include "kernels/dtype.h"
@@ -392,19 +393,29 @@ StatusOr<CodecSpec> CodecSpec::FromJson(const std::string& text) {
   const Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return DataLossError("codec spec is not a JSON object: " + text);
   CodecSpec spec;
+  // Integer fields must be JSON integers within [0, 2^31): nlohmann's get<int64_t>() of a float
+  // such as 1e300 is an out-of-range float-to-integer conversion (undefined behaviour).
+  auto int_field = [&](const char* key) -> int64_t {
+    const Json& v = j.at(key);
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX) {
+      throw std::out_of_range(std::string("'") + key + "' is not an integer in [0, 2^31): " +
+                              v.dump());
+    }
+    return v.get<int64_t>();
+  };
   try {
     const std::string id = j.at("id").get<std::string>();
-    spec.dim = j.at("dim").get<int64_t>();
+    spec.dim = int_field("dim");
     if (id == "none") {
       spec.id = CodecId::kNone;
       spec.none_dtype = j.at("dtype").get<std::string>();
     } else if (id == "pq") {
       spec.id = CodecId::kPq;
-      spec.pq_subspaces = j.at("g").get<int64_t>();
-      spec.pq_bits = j.at("bits").get<int>();
+      spec.pq_subspaces = int_field("g");
+      spec.pq_bits = static_cast<int>(int_field("bits"));
     } else if (id == "btr") {
       spec.id = CodecId::kBtr;
-      spec.btr_scale_bytes = j.at("scale_bytes").get<int>();
+      spec.btr_scale_bytes = static_cast<int>(int_field("scale_bytes"));
     } else {
       return DataLossError("codec spec has unknown id '" + id + "': " + text);
     }
@@ -453,7 +464,10 @@ bool CodecSpec::operator==(const CodecSpec& o) const {
 }
 
 StatusOr<std::unique_ptr<Codec>> CreateCodec(const CodecSpec& spec) {
-  if (spec.dim < 1) return InvalidArgumentError("codec dim must be >= 1, got " + std::to_string(spec.dim));
+  if (spec.dim < 1 || spec.dim > kMaxCodecDim) {
+    return InvalidArgumentError("codec dim must be in [1, " + std::to_string(kMaxCodecDim) + "], got " +
+                                std::to_string(spec.dim));
+  }
   switch (spec.id) {
     case CodecId::kNone:
       if (spec.none_dtype != "f32" && spec.none_dtype != "bf16") {

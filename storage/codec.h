@@ -42,6 +42,10 @@
 
 namespace memoria {
 
+// Largest memory-vector dimension a codec accepts: far above any model width (LLaMA-65B 8192), low
+// enough that sizes derived from it (bytes per token, codebook floats) cannot overflow int64.
+inline constexpr int64_t kMaxCodecDim = 1 << 16;
+
 // Stored in every memory value and in the store metadata: never renumber.
 enum class CodecId : uint8_t { kNone = 0, kPq = 1, kBtr = 2 };
 
@@ -50,7 +54,7 @@ const char* CodecIdName(CodecId id);
 
 struct CodecSpec {
   CodecId id = CodecId::kNone;
-  // Dimension d of the memory vectors (before any padding). Required, >= 1.
+  // Dimension d of the memory vectors (before any padding). Required, in [1, kMaxCodecDim].
   int64_t dim = 0;
   // none: element type, "f32" (default, exact) or "bf16" (half the bytes, ~3 significant digits).
   std::string none_dtype = "f32";

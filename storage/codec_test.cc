@@ -73,6 +73,24 @@ TEST(CodecSpecTest, JsonRoundTrip) {
             StatusCode::kDataLoss);
 }
 
+// Stored specs come from disk: a float where an integer belongs (converting 8e109 to int64 is
+// undefined behaviour; found by fuzz/store_value_fuzzer) or a dim too large for the size
+// arithmetic is DATA_LOSS naming the value.
+TEST(CodecCorruptTest, SpecJsonWithNonIntegerOrHugeFieldsIsDataLoss) {
+  for (const char* bad : {R"({"id":"none","dim":8.8e109,"dtype":"f32"})",
+                          R"({"id":"pq","dim":64,"g":8.5,"bits":8})",
+                          R"({"id":"btr","dim":64,"scale_bytes":-2})",
+                          R"({"id":"none","dim":9223372036854775807,"dtype":"f32"})",
+                          R"({"id":"none","dim":1048576,"dtype":"f32"})"}) {
+    auto s = CodecSpec::FromJson(bad);
+    EXPECT_EQ(s.status().code(), StatusCode::kDataLoss) << bad;
+  }
+  auto huge = CodecSpec::Parse("none", kMaxCodecDim + 1);
+  ASSERT_EQ(huge.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(huge.status().message().find(std::to_string(kMaxCodecDim + 1)), std::string::npos);
+  EXPECT_TRUE(CodecSpec::Parse("none", kMaxCodecDim).ok());
+}
+
 struct RoundTrip {
   std::string spec;
   int64_t dim;
