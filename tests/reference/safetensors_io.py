@@ -2,8 +2,8 @@
 depend on our C++ reader, and the Debian image has no `safetensors` package).
 
 Layout: u64 little-endian header length, a JSON header (padded with spaces to 8 bytes) mapping each
-tensor name to dtype, shape and [begin, end) byte offsets into the data, then the raw data. Only F32
-is written and read here.
+tensor name to dtype, shape and [begin, end) byte offsets into the data, then the raw data. F32 (or
+BF16, rounded to nearest even) is written; F32 is read.
 """
 import json
 import struct
@@ -12,13 +12,19 @@ import numpy as np
 import torch
 
 
-def write_safetensors(path, tensors):
-    """tensors: dict name -> float tensor or numpy array, written in insertion order as F32."""
+def write_safetensors(path, tensors, dtype="F32"):
+    """tensors: dict name -> float tensor or numpy array, written in insertion order as dtype
+    ("F32" or "BF16")."""
+    assert dtype in ("F32", "BF16"), dtype
     header, offset, blobs = {}, 0, []
     for name, t in tensors.items():
         array = t.detach().cpu().numpy() if torch.is_tensor(t) else t
-        data = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape),
+        if dtype == "BF16":
+            bits = torch.from_numpy(np.ascontiguousarray(array, dtype="<f4")).bfloat16()
+            data = bits.view(torch.int16).numpy().astype("<i2").tobytes()
+        else:
+            data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape),
                         "data_offsets": [offset, offset + len(data)]}
         offset += len(data)
         blobs.append(data)

@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+"""Trains the small T5 LUMEN reader on SQuAD as retrieval-augmented QA (tools/train/README.md).
+
+  /usr/bin/python3 tools/train/train.py --data DATA.pt --out RUN_DIR --mode lumen --minutes 50
+
+Modes (docs/mission.md sections 1-3):
+  fid        alpha = 1: the whole encoder at query time over [question; passage] (FiD)
+  lumen      alpha (default 1/3) live; memory = encoder layers [0, M) over the passage alone
+  lumen_vq   lumen + MEMORY-VQ: PQ layer (--pq-g subspaces, --pq-c codes) between memory and
+             live encoder, EMA codebooks, straight-through gradients (model.PQLayer)
+  lumen_btr  lumen + BTR calibrated 1-bit memory, straight-through sign (model.BTRLayer)
+--freeze-memory keeps the embedding and memory layers fixed (the stored memory does not move);
+--init RUN/model.pt starts from another run's weights (e.g. lumen_vq from a lumen run).
+
+Training stops after --minutes of wall time or --steps steps, whichever comes first. RUN_DIR
+gets log.jsonl (one line per --log-every steps: step, examples, loss (mean since the last line),
+lr, seconds), model.pt (weights + config + mode, written every --save-every steps and at the end;
+--resume continues from it with the optimizer state and the data order), and final.json (final
+training loss and dev EM/F1 on --eval-n dev questions).
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from model import LumenT5, collate, default_config  # noqa: E402
+
+
+def compression_of(mode, g, C):
+    return {"lumen_vq": ("pq", g, C), "lumen_btr": ("btr",)}.get(mode)
+
+
+def load_model(path):
+    ck = torch.load(path)
+    m = ck["meta"]
+    compression = compression_of(m["mode"], m.get("pq_g"), m.get("pq_c"))
+    model = LumenT5(m["config"], m["alpha"], compression)
+    model.load_hf_state_dict(ck["weights"])
+    if model.compress is not None and "compress" in ck:
+        model.compress.load_state_dict(ck["compress"])
+    model.eval()
+    return model, m
+
+
+def save(path, model, meta, opt=None, state=None):
+    ck = dict(meta=meta, weights=model.hf_state_dict())
+    if model.compress is not None:
+        ck["compress"] = model.compress.state_dict()
+    if opt is not None:
+        ck["opt"] = opt.state_dict()
+        ck["state"] = state
+    torch.save(ck, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def answer_in_gold(ex):
+    """True when the first answer's ids occur in the (possibly truncated) gold passage."""
+    t, p = ex["target"][:-1], ex["passages"][ex["gold"]]
+    n = len(t)
+    return n > 0 and any(p[i: i + n] == t for i in range(len(p) - n + 1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--mode", choices=["fid", "lumen", "lumen_vq", "lumen_btr"], default="lumen")
+    ap.add_argument("--alpha", type=float, default=1.0 / 3.0, help="live fraction (fid: 1)")
+    ap.add_argument("--freeze-memory", action="store_true")
+    ap.add_argument("--pq-g", type=int, default=32)
+    ap.add_argument("--pq-c", type=int, default=256, choices=[256, 65536],
+                    help="codes per subspace: the store's pq codec has 8-bit or 16-bit ids")
+    ap.add_argument("--init", help="model.pt to start from (weights only)")
+    ap.add_argument("--resume", action="store_true", help="continue OUT/model.pt")
+    ap.add_argument("--config", default="{}", help="JSON overrides of model.default_config")
+    ap.add_argument("--batch", type=int, default=12)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--decay-steps", type=int, default=0,
+                    help="cosine decay horizon in steps; 0: over the --minutes wall-time budget "
+                         "(the step count a shared machine allows is not known in advance)")
+    ap.add_argument("--min-lr-frac", type=float, default=0.1)
+    ap.add_argument("--steps", type=int, default=10 ** 9)
+    ap.add_argument("--minutes", type=float, default=50.0)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument("--eval-n", type=int, default=300)
+    ap.add_argument("--answerable-only", action="store_true",
+                    help="train only on questions whose answer survives passage truncation")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+    ckpt = os.path.join(a.out, "model.pt")
+    data = torch.load(a.data)
+    train = data["train"]
+    if a.answerable_only:
+        train = [e for e in train if answer_in_gold(e)]
+    alpha = 1.0 if a.mode == "fid" else a.alpha
+
+    torch.manual_seed(a.seed)
+    state = dict(step=0, epoch=0, pos=0, seconds=0.0)
+    if a.resume:
+        ck = torch.load(ckpt)
+        meta = ck["meta"]
+        model, _ = load_model(ckpt)
+        state = ck["state"]
+    else:
+        if a.init:
+            base, base_meta = load_model(a.init)
+            config = base_meta["config"]
+        else:
+            config = default_config(**json.loads(a.config))
+        meta = dict(config=config, alpha=alpha, mode=a.mode, freeze_memory=a.freeze_memory,
+                    pq_g=a.pq_g, pq_c=a.pq_c, init=a.init, data=os.path.abspath(a.data),
+                    data_meta=data["meta"], args=vars(a))
+        model = LumenT5(config, alpha, compression_of(a.mode, a.pq_g, a.pq_c))
+        if a.init:
+            model.load_hf_state_dict(base.hf_state_dict())
+    model.train()
+    frozen = set(model.memory_parameter_names()) if meta["freeze_memory"] else set()
+    params = []
+    for k, p in model.p.items():
+        p.requires_grad_(k.replace("__", ".") not in frozen)
+        if p.requires_grad:
+            params.append(p)
+    opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    if a.resume:
+        opt.load_state_dict(ck["opt"])
+
+    def lr_at(step):
+        if step < a.warmup:
+            return a.lr * (step + 1) / a.warmup
+        if a.decay_steps > 0:
+            t = min(1.0, (step - a.warmup) / max(1, a.decay_steps - a.warmup))
+        else:
+            t = min(1.0, (time.time() - run_start) / (a.minutes * 60))
+        return a.lr * (a.min_lr_frac + (1 - a.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def order(epoch):
+        idx = list(range(len(train)))
+        random.Random(a.seed * 1000 + epoch).shuffle(idx)
+        return idx
+
+    perm = order(state["epoch"])
+    log = open(os.path.join(a.out, "log.jsonl"), "a")
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"mode {a.mode} alpha {alpha:.3f} memory layers {model.M}/{meta['config']['num_layers']} "
+          f"params {n_params / 1e6:.2f}M train examples {len(train)} "
+          f"frozen {len(frozen)} tensors", flush=True)
+    start = time.time() - state["seconds"]
+    run_start = time.time()
+    # CPU seconds of this process (all threads), over resumes: on a shared machine wall time
+    # says little about the work done.
+    cpu_base, cpu0 = state.get("cpu_seconds", 0.0), time.process_time()
+
+    def cpu_total():
+        return cpu_base + time.process_time() - cpu0
+
+    acc, acc_n, last_loss = 0.0, 0, float("nan")
+    while state["step"] < a.steps and (time.time() - run_start) < a.minutes * 60:
+        if state["pos"] + a.batch > len(perm):
+            state["epoch"] += 1
+            state["pos"] = 0
+            perm = order(state["epoch"])
+        batch = collate([train[i] for i in perm[state["pos"]: state["pos"] + a.batch]])
+        state["pos"] += a.batch
+        for group in opt.param_groups:
+            group["lr"] = lr_at(state["step"])
+        loss = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        state["step"] += 1
+        acc += float(loss)
+        acc_n += 1
+        if state["step"] % a.log_every == 0:
+            last_loss = acc / acc_n
+            rec = dict(step=state["step"], examples=state["step"] * a.batch,
+                       loss=round(last_loss, 4),
+                       lr=lr_at(state["step"]), seconds=round(time.time() - start, 1),
+                       cpu_seconds=round(cpu_total(), 1))
+            if model.compress is not None and hasattr(model.compress, "resets"):
+                rec["pq_resets"] = model.compress.resets
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            print(json.dumps(rec), flush=True)
+            acc, acc_n = 0.0, 0
+        if state["step"] % a.save_every == 0:
+            state["seconds"] = time.time() - start
+            state["cpu_seconds"] = cpu_total()
+            save(ckpt, model, meta, opt, state)
+    if acc_n:
+        last_loss = acc / acc_n
+    state["seconds"] = time.time() - start
+    state["cpu_seconds"] = cpu_total()
+    eval_cpu0 = time.process_time()
+    save(ckpt, model, meta, opt, state)
+
+    from qa_eval import evaluate
+    dev = data["dev"][: a.eval_n]
+    t0 = time.time()
+    em, f1, preds = evaluate(model, dev, data["meta"]["spm"])
+    final = dict(mode=a.mode, alpha=alpha, steps=state["step"], examples=state["step"] * a.batch,
+                 train_seconds=round(state["seconds"], 1),
+                 train_cpu_seconds=round(state["cpu_seconds"], 1), final_loss=round(last_loss, 4),
+                 dev_n=len(dev), dev_em=round(em, 2), dev_f1=round(f1, 2),
+                 eval_seconds=round(time.time() - t0, 1),
+                 eval_cpu_seconds=round(time.process_time() - eval_cpu0, 1))
+    with open(os.path.join(a.out, "final.json"), "w") as f:
+        json.dump(final, f, indent=1)
+    with open(os.path.join(a.out, "dev_predictions.json"), "w") as f:
+        json.dump([dict(id=x["id"], question=x["question"], answers=x["answers"], pred=p)
+                   for x, p in zip(dev, preds)], f, indent=1)
+    print(json.dumps(final), flush=True)
+
+
+if __name__ == "__main__":
+    main()
