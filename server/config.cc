@@ -131,6 +131,8 @@ Status ApplyDefaultsAndValidate(v1::ServerConfig* c) {
   if (t5->max_question_tokens() == 0) t5->set_max_question_tokens(128);
   if (t5->max_passages() == 0) t5->set_max_passages(100);
   if (t5->ingest_batch_passages() == 0) t5->set_ingest_batch_passages(16);
+  if (t5->store_verify_sample_passages() == 0) t5->set_store_verify_sample_passages(1000);
+  if (t5->store_verify_full_max_passages() == 0) t5->set_store_verify_full_max_passages(100000);
 
   auto check = [](bool ok, const std::string& field, const std::string& rule,
                   const std::string& value) {
@@ -164,6 +166,15 @@ Status ApplyDefaultsAndValidate(v1::ServerConfig* c) {
                         std::to_string(t5->max_passages())));
   RETURN_IF_ERROR(check(t5->ingest_batch_passages() >= 1, "t5.ingest_batch_passages", ">= 1",
                         std::to_string(t5->ingest_batch_passages())));
+  const std::string& verify = t5->store_verify_at_start();
+  RETURN_IF_ERROR(check(verify.empty() || verify == "full" || verify == "sample" || verify == "off",
+                        "t5.store_verify_at_start", "\"full\", \"sample\", \"off\" or empty (automatic)",
+                        "\"" + verify + "\""));
+  RETURN_IF_ERROR(check(t5->store_verify_sample_passages() >= 1, "t5.store_verify_sample_passages",
+                        ">= 1", std::to_string(t5->store_verify_sample_passages())));
+  RETURN_IF_ERROR(check(t5->store_verify_full_max_passages() >= 1,
+                        "t5.store_verify_full_max_passages", ">= 1",
+                        std::to_string(t5->store_verify_full_max_passages())));
   RETURN_IF_ERROR(check(c->drain_timeout_seconds() > 0 && c->drain_timeout_seconds() <= 3600,
                         "drain_timeout_seconds", "in (0, 3600]",
                         std::to_string(c->drain_timeout_seconds())));

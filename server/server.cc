@@ -62,23 +62,6 @@ bool IsLoopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
-// t5.store_verify_at_start (proto/server_config.proto), checked before the model loads.
-Status ValidateStoreVerify(const v1::T5Settings& t5) {
-  const std::string& mode = t5.store_verify_at_start();
-  if (mode != "" && mode != "full" && mode != "sample" && mode != "off") {
-    const std::string expected = R"("full", "sample", "off" or empty (automatic))";
-    return InvalidArgumentError("t5.store_verify_at_start must be " + expected + ", got \"" + mode +
-                                "\"");
-  }
-  if (t5.store_verify_sample_passages() < 0 || t5.store_verify_full_max_passages() < 0) {
-    return InvalidArgumentError(
-        "t5.store_verify_sample_passages " + std::to_string(t5.store_verify_sample_passages()) +
-        " and t5.store_verify_full_max_passages " +
-        std::to_string(t5.store_verify_full_max_passages()) + " must be >= 0 (0 = default)");
-  }
-  return Status::Ok();
-}
-
 struct StoreCheck {
   std::string mode;                   // "full", "sample" or "off"
   int64_t tokens = 0;                 // memory tokens of the store
@@ -93,10 +76,8 @@ struct StoreCheck {
 StatusOr<StoreCheck> CheckStoreAtStart(const PassageStore& store, int64_t passages,
                                        const v1::T5Settings& t5) {
   constexpr size_t kExamples = 5;
-  const int64_t full_max =
-      t5.store_verify_full_max_passages() > 0 ? t5.store_verify_full_max_passages() : 100000;
-  const int64_t sample =
-      t5.store_verify_sample_passages() > 0 ? t5.store_verify_sample_passages() : 1000;
+  const int64_t full_max = t5.store_verify_full_max_passages();
+  const int64_t sample = t5.store_verify_sample_passages();
   StoreCheck check;
   check.mode = t5.store_verify_at_start();
   if (check.mode.empty()) check.mode = passages <= full_max ? "full" : "sample";
@@ -297,7 +278,6 @@ void MemoriaServer::TurnReady() {
 
 Status MemoriaServer::LoadAndServeT5() {
   const auto start = std::chrono::steady_clock::now();
-  RETURN_IF_ERROR(ValidateStoreVerify(config_.t5()));
   auto serving = std::make_unique<ServingModel>();
   const int per_worker = ThreadsPerWorker();
   ASSIGN_OR_RETURN(serving->lumen,
