@@ -10,7 +10,12 @@
 //
 //   t5_lumen_bench [--threads 2] [--reps 3] [--passages 20] [--passage_tokens 200]
 //                  [--question_tokens 20] [--new_tokens 20] [--alpha 0.3333]
-//                  [--torch_peer bench/t5_torch_peer.py | --torch_peer none]
+//                  [--torch_peer bench/t5_torch_peer.py | --torch_peer none] [--iceformer 1]
+//
+// --iceformer 1 adds a decoder-only comparison on the LUMEN encoding: exact cross-attention vs
+// IceFormer (T5IceformerSettings defaults, enabled; the indices' build is inside the timed
+// generation, as it is per request), with the decoder's attention seconds and the greedy ids'
+// agreement (e.g. --passages 100 for 100 x (q + L) keys).
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,6 +44,7 @@ struct Flags {
   int question_tokens = 20;
   int new_tokens = 20;
   double alpha = 1.0 / 3.0;
+  bool iceformer = false;
   // Next to this source file (the bench is run from a source checkout).
   std::string torch_peer =
       (std::filesystem::path(__FILE__).parent_path() / "t5_torch_peer.py").string();
@@ -67,6 +73,56 @@ std::string Join(const std::vector<double>& v) {
   std::string s;
   for (double x : v) s += (s.empty() ? "" : ", ") + std::to_string(x).substr(0, 5);
   return s;
+}
+
+// Decoder only (cross K/V, index build when enabled, the greedy steps) over one LUMEN encoding:
+// exact cross-attention vs IceFormer, alternating runs.
+void DecoderIceformer(const Flags& f, const T5Model& model, const ThreadPool& pool,
+                      const LumenModel& lumen, const std::vector<int>& question,
+                      const std::vector<MemoryVectors>& views, const T5GenerationOptions& gen) {
+  LiveEncoding enc;
+  if (!lumen.LiveEncode(pool, question, views, &enc).ok()) std::abort();
+  const int64_t keys = enc.offsets.back();
+  T5GenerationOptions ice = gen;
+  ice.iceformer.enabled = true;
+  T5DecoderState state;
+  std::vector<double> exact_s, exact_attn_s, ice_s, ice_attn_s;
+  std::vector<int> exact_tokens, ice_tokens;
+  bool searched = false;
+  auto run = [&](const T5GenerationOptions& o, bool record, std::vector<double>* s,
+                 std::vector<double>* attn, std::vector<int>* tokens) {
+    const double t0 = Now();
+    auto r = T5Generate(model, pool, enc.h.data(), keys, o, &state);
+    if (!r.ok()) std::abort();
+    const double t = Now() - t0;
+    *tokens = r->tokens;
+    if (o.iceformer.enabled) searched = state.cross_iceformer();
+    if (record) {
+      s->push_back(t);
+      attn->push_back(state.attention_seconds());
+    }
+  };
+  std::fprintf(stderr, "timing the decoder, exact vs IceFormer (%d runs each)...\n", f.reps);
+  run(gen, false, &exact_s, &exact_attn_s, &exact_tokens);
+  run(ice, false, &ice_s, &ice_attn_s, &ice_tokens);
+  for (int r = 0; r < f.reps; ++r) {
+    run(gen, true, &exact_s, &exact_attn_s, &exact_tokens);
+    run(ice, true, &ice_s, &ice_attn_s, &ice_tokens);
+  }
+  std::printf("\n## T5 decoder cross-attention: exact vs IceFormer (LUMEN encoding)\n\n");
+  std::printf("- %lld cross keys (%d passages x (%d + %d) tokens), %d greedy tokens, k = %lld, "
+              "IceFormer %s (min_keys %lld)\n\n",
+              static_cast<long long>(keys), f.passages, f.question_tokens, f.passage_tokens,
+              f.new_tokens, static_cast<long long>(IceformerTopK(ice.iceformer.options, keys)),
+              searched ? "searched" : "not used", static_cast<long long>(ice.iceformer.min_keys));
+  std::printf("| cross-attention | decoder s (median) | attention s | runs s |\n");
+  std::printf("|---|---|---|---|\n");
+  std::printf("| exact | %.3f | %.3f | %s |\n", Median(exact_s), Median(exact_attn_s),
+              Join(exact_s).c_str());
+  std::printf("| IceFormer | %.3f | %.3f | %s |\n", Median(ice_s), Median(ice_attn_s),
+              Join(ice_s).c_str());
+  std::printf("\n- decoder speed-up: %.2fx; greedy ids %s\n", Median(exact_s) / Median(ice_s),
+              exact_tokens == ice_tokens ? "agree" : "differ");
 }
 
 int Run(const Flags& f) {
@@ -210,6 +266,7 @@ int Run(const Flags& f) {
               memory_encode_s);
   std::printf("- FiD and LUMEN greedy ids %s (random weights: they need not agree)\n",
               fid_tokens == lumen_tokens ? "agree" : "differ");
+  if (f.iceformer) DecoderIceformer(f, **model, pool, **lumen, question, views, gen);
   return 0;
 }
 
@@ -236,6 +293,8 @@ int main(int argc, char** argv) {
       f.alpha = std::stod(v);
     else if (k == "--torch_peer")
       f.torch_peer = v;
+    else if (k == "--iceformer")
+      f.iceformer = std::stoi(v) != 0;
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;

@@ -18,7 +18,9 @@
 // as codec blobs through a MemoryDecoder, the hook the storage layer's compressed codecs
 // implement. The live encoder runs batched: every linear layer is one GEMM over all passages'
 // tokens, attention runs per passage through the blocked Attention kernel; the decoder's
-// cross-attention runs over the concatenation with the same kernel (no [n x n] buffer anywhere).
+// cross-attention runs over the concatenation with the same kernel (no [n x n] buffer anywhere),
+// or, with T5GenerationOptions::iceformer enabled and a long enough memory, through IceFormer
+// indices built once per request (engine/t5_model.h T5IceformerSettings).
 //
 // A LumenModel is immutable and thread-compatible: concurrent calls are fine, each with its own
 // pool (and LumenScratch, if given).

@@ -361,7 +361,7 @@ StatusOr<std::vector<float>> T5Model::Encode(const ThreadPool& pool,
 
 Status T5Model::StartDecoder(const ThreadPool& pool, const float* enc, int64_t enc_len,
                              int num_seqs, int64_t max_len, int64_t max_step_tokens,
-                             T5DecoderState* st) const {
+                             T5DecoderState* st, const T5IceformerSettings& iceformer) const {
   if (enc_len <= 0 || num_seqs <= 0 || max_len <= 0 || max_step_tokens <= 0) {
     return InvalidArgumentError(fmt::format(
         "T5 decoder: enc_len {}, num_seqs {}, max_len {}, max_step_tokens {} must all be > 0",
@@ -386,6 +386,19 @@ Status T5Model::StartDecoder(const ThreadPool& pool, const float* enc, int64_t e
                  2 * inner);
     st->self_k_[l].resize(static_cast<size_t>(cache));
     st->self_v_[l].resize(static_cast<size_t>(cache));
+  }
+  st->cross_iceformer_ = iceformer.enabled && enc_len >= iceformer.min_keys;
+  st->cross_index_builds_ = 0;
+  if (st->cross_iceformer_) {
+    // Built after every layer's cross K/V exists: the indices reference those rows in place.
+    st->cross_index_.resize(layers);
+    for (int l = 0; l < layers; ++l) {
+      st->cross_index_[l].Build(pool, st->cross_kv_[l].data(), enc_len, config_.num_heads,
+                                static_cast<int>(config_.d_kv), 2 * inner, iceformer.options);
+      ++st->cross_index_builds_;
+    }
+  } else {
+    st->cross_index_.clear();  // frees a previous request's indices
   }
   const int64_t rows = static_cast<int64_t>(num_seqs) * st->max_step_tokens_;
   const int64_t width = config_.gated_ffn ? 2 * config_.d_ff : config_.d_ff;
@@ -465,7 +478,12 @@ Status T5Model::DecoderStep(const ThreadPool& pool, const int* tokens, int64_t q
     MatmulTransB(pool, rows, inner, d, norm, d, L.cross_q.data, L.cross_q.dtype, d, qkv, inner);
     const float* kv = st->cross_kv_[l].data();
     attention_start = std::chrono::steady_clock::now();
-    Attention(pool, cross, qkv, inner, kv, 2 * inner, kv + inner, 2 * inner, attn, inner);
+    if (st->cross_iceformer_) {
+      st->cross_index_[l].Attend(pool, cross.n_heads, cross.scale, qkv, rows, inner, kv + inner,
+                                 2 * inner, attn, inner);
+    } else {
+      Attention(pool, cross, qkv, inner, kv, 2 * inner, kv + inner, 2 * inner, attn, inner);
+    }
     st->attention_seconds_ +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - attention_start).count();
     MatmulTransB(pool, rows, d, inner, attn, inner, L.cross_o.data, L.cross_o.dtype, inner, x, d,
@@ -558,7 +576,7 @@ StatusOr<GenerationResult> T5Generate(const T5Model& model, const ThreadPool& po
   }
   const T5Config& c = model.config();
   RETURN_IF_ERROR(model.StartDecoder(pool, enc, enc_len, options.num_beams,
-                                     options.max_new_tokens + 1, 1, state));
+                                     options.max_new_tokens + 1, 1, state, options.iceformer));
   T5StepModel step(model, pool, state);
   if (options.num_beams == 1) {
     return GreedySearch(c.decoder_start_token_id, options.stop_at_eos ? c.eos_token_id : -1,

@@ -31,6 +31,7 @@
 #include "engine/t5_config.h"
 #include "engine/weights.h"
 #include "kernels/attention.h"
+#include "kernels/iceformer_attention.h"
 #include "kernels/thread_pool.h"
 
 namespace memoria {
@@ -51,6 +52,20 @@ struct T5EncoderScratch {
 
 class T5Model;
 
+// IceFormer for the decoder's cross-attention (kernels/iceformer_attention.h): when the encoder
+// memory has at least min_keys keys (FiD/LUMEN: passages x tokens, e.g. 100 x 200 = 20,000),
+// StartDecoder builds one IceformerKeyIndex per decoder layer over that layer's cross K (once
+// per request) and every DecoderStep queries it, so each step's cross-attention costs O(k) value
+// rows per query instead of O(enc_len). Cross-attention has no position bias, so the search's
+// top-k by q.k is the true top-k of the scores; what is lost is the attention mass outside the
+// top-k (see the kernel's header). All sequences (beams) share the index: beam reordering only
+// touches self-attention state. Below min_keys, or when disabled, the exact kernel runs.
+struct T5IceformerSettings {
+  bool enabled = false;
+  int64_t min_keys = 4096;
+  IceformerOptions options;
+};
+
 // Per-request decoder state: the cross-attention K/V of every layer (computed once from the
 // encoder output), the self-attention KV cache of `num_seqs` sequences (beams) and scratch.
 // Memory (f32): cross  2 * layers * enc_len * inner
@@ -67,6 +82,11 @@ class T5DecoderState {
   // Wall seconds spent in the attention kernels (self + cross, all layers) of the DecoderStep
   // calls since StartDecoder: two clock reads per attention call, far below the kernel's cost.
   double attention_seconds() const { return attention_seconds_; }
+  // True when this request's cross-attention queries IceFormer indices (see T5IceformerSettings).
+  bool cross_iceformer() const { return cross_iceformer_; }
+  // IceFormer index builds (one per decoder layer) done by the last StartDecoder: the indices
+  // are built there, once per request, and never by DecoderStep.
+  int64_t cross_index_builds() const { return cross_index_builds_; }
 
  private:
   friend class T5Model;
@@ -77,6 +97,11 @@ class T5DecoderState {
   int64_t length_ = 0;
   double attention_seconds_ = 0;
   std::vector<std::vector<float>> cross_kv_;  // [layer][enc_len, 2 * inner]: K cols, then V
+  // [layer] indices over cross_kv_[layer]'s K columns, when cross_iceformer_ (they reference
+  // cross_kv_ in place, which is not resized until the next StartDecoder rebuilds them).
+  std::vector<IceformerKeyIndex> cross_index_;
+  bool cross_iceformer_ = false;
+  int64_t cross_index_builds_ = 0;
   std::vector<std::vector<float>> self_k_;    // [layer][num_seqs, max_len, inner]
   std::vector<std::vector<float>> self_v_;
   std::vector<float> reorder_tmp_;  // [num_seqs, max_len, inner]
@@ -125,9 +150,12 @@ class T5Model {
   // Prepares `state` for generation against the encoder output enc [enc_len, d_model] (already
   // final-normed): computes the cross-attention K/V of all layers once and sizes the caches for
   // num_seqs sequences of up to max_len tokens, each step feeding up to max_step_tokens tokens per
-  // sequence. INVALID_ARGUMENT for non-positive sizes. The state keeps no pointer to enc.
+  // sequence. With iceformer.enabled and enc_len >= iceformer.min_keys it also builds each
+  // layer's cross-attention index (see T5IceformerSettings). INVALID_ARGUMENT for non-positive
+  // sizes. The state keeps no pointer to enc.
   Status StartDecoder(const ThreadPool& pool, const float* enc, int64_t enc_len, int num_seqs,
-                      int64_t max_len, int64_t max_step_tokens, T5DecoderState* state) const;
+                      int64_t max_len, int64_t max_step_tokens, T5DecoderState* state,
+                      const T5IceformerSettings& iceformer = T5IceformerSettings()) const;
 
   // Feeds q_len tokens to each sequence (tokens: [num_seqs, q_len], sequence-major) at positions
   // [length(), length() + q_len) and appends them to the caches.
@@ -188,6 +216,7 @@ struct T5GenerationOptions {
   int num_beams = 1;            // 1: greedy (argmax); > 1: beam search (engine/beam_search.h)
   float length_penalty = 1.0f;  // beam search only
   bool stop_at_eos = true;      // false: always generate max_new_tokens (greedy only)
+  T5IceformerSettings iceformer;  // approximate cross-attention over long memories (default off)
 };
 
 // Generates from the encoder output enc [enc_len, d_model] (final-normed), starting from

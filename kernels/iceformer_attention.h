@@ -37,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -116,5 +117,65 @@ void IceformerAttention(const ThreadPool& pool, const AttentionParams& p,
                         const IceformerOptions& options, const float* q, int64_t q_stride,
                         const float* k, int64_t k_stride, const float* v, int64_t v_stride,
                         float* out, int64_t out_stride, IceformerTrace* trace = nullptr);
+
+class DciIndex;
+
+// The per-KV-head indices of IceformerAttention over one fixed key set, built once and queried
+// by any number of Attend calls: for cross-attention whose keys (an encoder output) stay the
+// same for every decoding step. Attend(q) gives exactly the output of the bidirectional
+// IceformerAttention(q) over the same keys, values and options (same indices, same search).
+//
+// Keys are referenced in place: k[j * k_stride + g * head_dim + 0 .. head_dim) is key j of KV
+// head g, and those rows must stay valid and unchanged until the next Build or the destruction.
+// When kv_len <= max(exact_up_to, k(kv_len)) no index is built (searched() is false) and Attend
+// computes exact attention with the blocked Attention() kernel, as IceformerAttention does.
+// Memory: IndexBytes() (one DCI index per KV head, see dci_index.h); per Attend call the
+// per-thread scratch (L bytes per key plus O(k) per thread).
+//
+// Thread-safety: Attend is const and may run concurrently (each call has its own scratch);
+// Build must not overlap Attend. Movable, not copyable.
+class IceformerKeyIndex {
+ public:
+  IceformerKeyIndex();
+  ~IceformerKeyIndex();
+  IceformerKeyIndex(IceformerKeyIndex&&) noexcept;
+  IceformerKeyIndex& operator=(IceformerKeyIndex&&) noexcept;
+  IceformerKeyIndex(const IceformerKeyIndex&) = delete;
+  IceformerKeyIndex& operator=(const IceformerKeyIndex&) = delete;
+
+  // Indexes keys k [kv_len, n_kv_heads * head_dim] (row stride k_stride), replacing any previous
+  // contents. head_dim >= 1 and n_kv_heads >= 1 (aborts otherwise).
+  void Build(const ThreadPool& pool, const float* k, int64_t kv_len, int n_kv_heads, int head_dim,
+             int64_t k_stride, const IceformerOptions& options);
+
+  // Bidirectional attention of q [q_len, n_heads * head_dim] (row stride q_stride) over the
+  // indexed keys and values v [kv_len, n_kv_heads * head_dim] (row stride v_stride) into out
+  // [q_len, n_heads * head_dim] (row stride out_stride); scores are scale * q.k, no bias. Query
+  // head h reads KV head h / (n_heads / n_kv_heads); n_heads must be a multiple of n_kv_heads
+  // (aborts otherwise, and when called before Build). trace as in IceformerAttention.
+  void Attend(const ThreadPool& pool, int n_heads, float scale, const float* q, int64_t q_len,
+              int64_t q_stride, const float* v, int64_t v_stride, float* out, int64_t out_stride,
+              IceformerTrace* trace = nullptr) const;
+
+  // True when Attend searches the indices (false: exact attention, or nothing built yet).
+  bool searched() const;
+  int64_t kv_len() const { return kv_len_; }
+  int n_kv_heads() const { return n_kv_heads_; }
+  int head_dim() const { return head_dim_; }
+  // Keys kept per query, IceformerTopK(options, kv_len).
+  int64_t top_k() const { return top_k_; }
+  // Bytes of all KV heads' indices (0 when not searched).
+  int64_t IndexBytes() const;
+
+ private:
+  const float* k_ = nullptr;
+  int64_t k_stride_ = 0;
+  int64_t kv_len_ = 0;
+  int n_kv_heads_ = 0;
+  int head_dim_ = 0;
+  int64_t top_k_ = 0;
+  IceformerOptions options_;
+  std::vector<std::unique_ptr<DciIndex>> heads_;  // [n_kv_heads] when searched()
+};
 
 }  // namespace memoria

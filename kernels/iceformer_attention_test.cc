@@ -245,5 +245,67 @@ TEST(IceformerAttentionTest, DeterministicAcrossThreadCounts) {
   EXPECT_EQ(0, std::memcmp(b.data(), c.data(), b.size() * sizeof(float)));
 }
 
+// An index built once answers any number of query batches exactly as IceformerAttention
+// (bidirectional) would over the same keys: same indices, same search, so bit-identical.
+TEST(IceformerKeyIndexTest, AttendEqualsIceformerAttention) {
+  const int n_heads = 4, n_kv = 2, d = 64;
+  Inputs in = Peaked(2000, n_heads, n_kv, d, false, 64, 41);
+  IceformerOptions o;
+  o.exact_up_to = 256;
+  ThreadPool pool(2);
+  IceformerKeyIndex index;
+  index.Build(pool, in.k.data(), in.p.kv_len, n_kv, d, n_kv * d, o);
+  ASSERT_TRUE(index.searched());
+  EXPECT_EQ(index.top_k(), IceformerTopK(o, in.p.kv_len));
+  EXPECT_GT(index.IndexBytes(), 0);
+  // Two query batches (rows [0, 700) and [700, 2000)) against the one index.
+  const int64_t width = n_heads * d;
+  for (auto [begin, end] : {std::pair<int64_t, int64_t>{0, 700}, {700, 2000}}) {
+    Inputs part = in;
+    part.p.q_len = end - begin;
+    part.q.assign(in.q.begin() + begin * width, in.q.begin() + end * width);
+    std::vector<float> want;
+    IceformerTrace want_trace, got_trace;
+    RunIceformer(pool, part, o, &want, &want_trace);
+    std::vector<float> got(want.size(), -7.0f);
+    index.Attend(pool, n_heads, in.p.scale, part.q.data(), part.p.q_len, width, in.v.data(),
+                 n_kv * d, got.data(), width, &got_trace);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+        << "rows " << begin << ".." << end << " max diff "
+        << testing::MaxAbsDiff(got.data(), want.data(), static_cast<long>(got.size()));
+    EXPECT_EQ(got_trace.ids, want_trace.ids);
+    EXPECT_EQ(got_trace.k, want_trace.k);
+    // Searched, not computed exactly: every query's first id is set.
+    for (size_t row = 0; row < got_trace.ids.size(); row += got_trace.k) {
+      ASSERT_GE(got_trace.ids[row], 0) << "query row " << row / got_trace.k;
+    }
+  }
+}
+
+// top_k >= kv_len keeps every key: no index is built and Attend is exact attention, for any
+// exact_up_to.
+TEST(IceformerKeyIndexTest, TopKCoveringAllKeysIsExact) {
+  const int n_heads = 2, n_kv = 1, d = 32;
+  Inputs in = Peaked(600, n_heads, n_kv, d, false, 32, 42);
+  IceformerOptions o;
+  o.top_k = 600;
+  o.exact_up_to = 0;
+  ThreadPool pool(2);
+  IceformerKeyIndex index;
+  index.Build(pool, in.k.data(), in.p.kv_len, n_kv, d, n_kv * d, o);
+  EXPECT_FALSE(index.searched());
+  EXPECT_EQ(index.IndexBytes(), 0);
+  std::vector<float> got(in.q.size(), -7.0f);
+  index.Attend(pool, n_heads, in.p.scale, in.q.data(), in.p.q_len, n_heads * d, in.v.data(),
+               n_kv * d, got.data(), n_heads * d);
+  // The blocked exact kernel, bit for bit; and the double-accumulating reference within the
+  // tolerance the other exact-path tests use (logits here reach ~30).
+  const auto fast = Exact(in, /*fast=*/true);
+  EXPECT_EQ(0, std::memcmp(got.data(), fast.data(), got.size() * sizeof(float)));
+  const auto ref = Exact(in);
+  EXPECT_LT(testing::MaxAbsDiff(got.data(), ref.data(), static_cast<long>(ref.size())), 1e-4);
+}
+
 }  // namespace
 }  // namespace memoria
