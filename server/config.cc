@@ -170,6 +170,10 @@ Status ApplyDefaultsAndValidate(v1::ServerConfig* c) {
   RETURN_IF_ERROR(check(verify.empty() || verify == "full" || verify == "sample" || verify == "off",
                         "t5.store_verify_at_start", "\"full\", \"sample\", \"off\" or empty (automatic)",
                         "\"" + verify + "\""));
+  RETURN_IF_ERROR(check(t5->iceformer_min_keys() >= 0, "t5.iceformer_min_keys", ">= 0 (0 = off)",
+                        std::to_string(t5->iceformer_min_keys())));
+  RETURN_IF_ERROR(check(t5->iceformer_top_k() >= 0, "t5.iceformer_top_k",
+                        ">= 0 (0 = the paper's schedule)", std::to_string(t5->iceformer_top_k())));
   RETURN_IF_ERROR(check(t5->store_verify_sample_passages() >= 1, "t5.store_verify_sample_passages",
                         ">= 1", std::to_string(t5->store_verify_sample_passages())));
   RETURN_IF_ERROR(check(t5->store_verify_full_max_passages() >= 1,

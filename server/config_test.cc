@@ -71,6 +71,18 @@ TEST(ServerConfigTest, ModelKindIsDetectedAndT5SettingsGetDefaults) {
   auto bad = LoadServerConfig(WriteConfig("model_dir: \"m\"\nt5 { alpha: 1.5 }\n"), {});
   EXPECT_NE(bad.status().message().find("t5.alpha must be in [0, 1], got 1.5"), std::string::npos)
       << bad.status().message();
+  EXPECT_EQ(config->t5().store_verify_sample_passages(), 1000);
+  EXPECT_EQ(config->t5().store_verify_full_max_passages(), 100000);
+  EXPECT_EQ(config->t5().iceformer_min_keys(), 0);  // exact cross-attention unless asked
+  auto ice = LoadServerConfig(
+      WriteConfig("model_dir: \"m\"\nt5 { iceformer_min_keys: -1 }\n"), {});
+  EXPECT_NE(ice.status().message().find("t5.iceformer_min_keys must be >= 0 (0 = off), got -1"),
+            std::string::npos)
+      << ice.status().message();
+  auto verify = LoadServerConfig(
+      WriteConfig("model_dir: \"m\"\nt5 { store_verify_at_start: \"fast\" }\n"), {});
+  EXPECT_NE(verify.status().message().find("t5.store_verify_at_start must be"), std::string::npos)
+      << verify.status().message();
   auto kind = LoadServerConfig(WriteConfig("model_dir: \"m\"\nmodel_kind: \"bert\"\n"), {});
   EXPECT_NE(kind.status().message().find("model_kind must be"), std::string::npos);
   // A LLaMA dir (no model_type t5) keeps the LLaMA defaults.

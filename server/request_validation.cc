@@ -133,6 +133,11 @@ StatusOr<T5GenerationOptions> ValidateLumenRequest(const v1::GenerateRequest& re
   options.stop_at_eos = !p.ignore_eos();
   if (!options.stop_at_eos && options.num_beams > 1)
     return InvalidArgumentError("ignore_eos works with greedy decoding only (num_beams <= 1)");
+  if (settings.iceformer_min_keys() > 0) {
+    options.iceformer.enabled = true;
+    options.iceformer.min_keys = settings.iceformer_min_keys();
+    options.iceformer.options.top_k = settings.iceformer_top_k();
+  }
   return options;
 }
 

@@ -43,6 +43,8 @@ inline constexpr int kMaxBeams = 16;
 // settings.max_passages, max_new_tokens out of [0, limit], sampling fields (temperature, top_k,
 // top_p, stop) set (the T5 path decodes greedy or by beam search only), num_beams outside
 // [0, kMaxBeams], a negative length_penalty, ignore_eos with beams. No store or model access.
+// The options carry the server's IceFormer cross-attention setting (settings.iceformer_min_keys,
+// iceformer_top_k).
 StatusOr<T5GenerationOptions> ValidateLumenRequest(const v1::GenerateRequest& request,
                                                    const v1::T5Settings& settings,
                                                    const RequestLimits& limits);

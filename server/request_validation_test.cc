@@ -78,6 +78,25 @@ TEST(RequestValidationTest, LumenLengthPenaltyMustBeFinite) {
   EXPECT_EQ(options->num_beams, 4);
 }
 
+TEST(RequestValidationTest, LumenOptionsCarryTheServersIceformerSetting) {
+  v1::GenerateRequest request;
+  request.set_question("who?");
+  request.set_retrieve_top_k(2);
+  v1::T5Settings settings;
+  settings.set_max_passages(10);
+  auto exact = ValidateLumenRequest(request, settings, Limits());
+  ASSERT_TRUE(exact.ok()) << exact.status().ToString();
+  EXPECT_FALSE(exact->iceformer.enabled);  // iceformer_min_keys 0 = off
+
+  settings.set_iceformer_min_keys(8192);
+  settings.set_iceformer_top_k(40);
+  auto ice = ValidateLumenRequest(request, settings, Limits());
+  ASSERT_TRUE(ice.ok()) << ice.status().ToString();
+  EXPECT_TRUE(ice->iceformer.enabled);
+  EXPECT_EQ(ice->iceformer.min_keys, 8192);
+  EXPECT_EQ(ice->iceformer.options.top_k, 40);
+}
+
 TEST(RequestValidationTest, IngestPassageNeedsIdAndText) {
   v1::Passage passage;
   passage.set_text("some text");
