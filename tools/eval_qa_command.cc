@@ -22,7 +22,8 @@ double Rate(double amount, double seconds) { return seconds > 0 ? amount / secon
 Status RunEvalQa(const CommandArgs& args) {
   RETURN_IF_ERROR(args.CheckKnown({"model", "tokenizer", "qa", "store", "corpus", "passages", "mode",
                                    "alpha", "limit", "beams", "max-new-tokens", "length-penalty",
-                                   "max-tokens", "threads", "predictions", "report"}));
+                                   "max-tokens", "threads", "predictions", "report",
+                                   "iceformer-min-keys", "iceformer-top-k"}));
   EvalQaOptions o;
   ASSIGN_OR_RETURN(o.model_dir, args.Require("model"));
   o.tokenizer_path = args.Get("tokenizer", "");
@@ -54,6 +55,16 @@ Status RunEvalQa(const CommandArgs& args) {
   ASSIGN_OR_RETURN(double penalty, args.GetDouble("length-penalty", 1.0));
   if (penalty < 0) return InvalidArgumentError("--length-penalty must be >= 0, got " + args.Get("length-penalty"));
   o.generation.length_penalty = float(penalty);
+  // IceFormer cross-attention as the server's t5.iceformer_min_keys / iceformer_top_k set it.
+  ASSIGN_OR_RETURN(int64_t ice_min_keys, args.GetInt("iceformer-min-keys", 0));
+  ASSIGN_OR_RETURN(int64_t ice_top_k, args.GetInt("iceformer-top-k", 0));
+  if (ice_min_keys < 0 || ice_top_k < 0 || ice_top_k > 100000) {
+    return InvalidArgumentError("--iceformer-min-keys must be >= 0 and --iceformer-top-k in [0, 100000], got " +
+                                args.Get("iceformer-min-keys", "0") + " and " + args.Get("iceformer-top-k", "0"));
+  }
+  o.generation.iceformer.enabled = ice_min_keys > 0;
+  o.generation.iceformer.min_keys = ice_min_keys;
+  o.generation.iceformer.options.top_k = int(ice_top_k);
   ASSIGN_OR_RETURN(o.max_passage_tokens, args.GetInt("max-tokens", 256));
   ASSIGN_OR_RETURN(int64_t threads, args.GetInt("threads", 0));
   if (threads < 0 || threads > 1024) return InvalidArgumentError("--threads must be in [0, 1024], got " + args.Get("threads"));
@@ -148,6 +159,9 @@ const bool registered = RegisterCommand({
     "--beams B              beam search with B beams (default 1: greedy)\n"
     "--max-new-tokens N     answer length limit in ids (default 32)\n"
     "--length-penalty X     beam search length penalty (default 1)\n"
+    "--iceformer-min-keys N IceFormer k-NN cross-attention in the decoder when a question's memory\n"
+    "                       has >= N keys (default 0: exact attention), as t5.iceformer_min_keys\n"
+    "--iceformer-top-k K    keys kept per query (default 0: k(n) = max(min(0.005 n, 50), 30))\n"
     "--max-tokens N         fid from a corpus: passage part truncated as build-store's --max-tokens\n"
     "                       (default 256)\n"
     "--threads N            compute threads (default all cores)\n"

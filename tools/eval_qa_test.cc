@@ -221,6 +221,14 @@ TEST_F(EvalQaTest, CliScoresAreThoseOfItsPredictionsFile) {
   EXPECT_NE(out.find("gold retrieved:"), std::string::npos) << out;
   std::vector<json> first = ReadJsonLines(dir + "/p.jsonl");
   ASSERT_EQ(first.size(), 4u);
+  // IceFormer cross-attention keeping at least every key computes the exact answer.
+  auto [rc_ice, out_ice] = EvalQaCli(common + " --qa " + Squad() +
+                                     " --limit 4 --passages bm25:2 --iceformer-min-keys 1"
+                                     " --iceformer-top-k 100000");
+  ASSERT_EQ(rc_ice, 0) << out_ice;
+  std::vector<json> ice = ReadJsonLines(dir + "/p.jsonl");
+  ASSERT_EQ(ice.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(ice[i]["prediction"], first[i]["prediction"]) << i;
 
   // A JSONL file of the same questions whose first gold answer is what the reader said, the
   // others keep SQuAD's answers: the second run predicts the same, so question 1 scores EM 1 and
@@ -324,6 +332,8 @@ TEST_F(EvalQaTest, BadFlagsExitWithTheReason) {
       {base + " --store " + Root() + "/pq --beams 0", "--beams must be in [1, 16]"},
       {base + " --store " + Root() + "/pq --limit x", "--limit expects an integer"},
       {base + " --store " + Root() + "/pq --colour red", "unknown flag(s): --colour"},
+      {base + " --store " + Root() + "/pq --iceformer-min-keys -5",
+       "--iceformer-min-keys must be >= 0"},
       {base + " --store " + Root() + "/nowhere", "nowhere"},
   };
   for (const auto& [flags, expected] : cases) {
