@@ -44,6 +44,7 @@ StatusOr<CompletionResult> Generate(LlamaSession& session, const Tokenizer* toke
   std::vector<int> all_ids = prompt_ids;
 
   auto start = Clock::now();
+  const double attention_before = session.attention_seconds();
   RETURN_IF_ERROR(session.Forward(prompt_ids, 1, logits.data()));
   auto after_prefill = Clock::now();
   result.prefill_seconds = std::chrono::duration<double>(after_prefill - start).count();
@@ -96,6 +97,7 @@ StatusOr<CompletionResult> Generate(LlamaSession& session, const Tokenizer* toke
     RETURN_IF_ERROR(session.Forward(&id, 1, 1, logits.data()));
   }
   result.decode_seconds = std::chrono::duration<double>(Clock::now() - after_prefill).count();
+  result.attention_seconds = session.attention_seconds() - attention_before;
   return result;
 }
 

@@ -40,6 +40,7 @@ struct CompletionResult {
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0;
   double decode_seconds = 0;    // time for all tokens after the first
+  double attention_seconds = 0; // part of prefill + decode spent in the attention kernels
 };
 
 // Called with each generated token and the text it adds; return false to stop (kCancelled).

@@ -1,5 +1,6 @@
 #include "engine/llama_model.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -285,6 +286,7 @@ void LlamaSession::ForwardChunk(const int* ids, int64_t n, int64_t logits_rows, 
       std::memcpy(v_cache + (pos + t) * kv_dim, &qkv_[t * qkv_w + q_dim + kv_dim], kv_dim * sizeof(float));
     }
     const bool iceformer = m.UsesIceformer(li, n, ap.kv_len);
+    const auto attention_start = std::chrono::steady_clock::now();
     if (iceformer) {
       // The index is built over all kv_len keys of this chunk (a chunked prompt rebuilds it per
       // chunk, so long prompts should use a prefill_chunk as long as the prompt).
@@ -294,6 +296,8 @@ void LlamaSession::ForwardChunk(const int* ids, int64_t n, int64_t logits_rows, 
       Attention(pool, ap, qkv_.data(), qkv_w, k_cache, kv_dim, v_cache, kv_dim, attn_.data(),
                 q_dim);
     }
+    attention_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - attention_start).count();
     if (observer_ != nullptr) {
       observer_->OnAttention(li, ap, qkv_.data(), qkv_w, k_cache, v_cache, kv_dim, attn_.data(),
                              q_dim, iceformer);

@@ -156,7 +156,13 @@ class LlamaSession {
   const LlamaModel& model() const { return *model_; }
   // Tokens currently in the KV cache.
   int64_t length() const { return length_; }
-  void Reset() { length_ = 0; }
+  void Reset() {
+    length_ = 0;
+    attention_seconds_ = 0;
+  }
+  // Wall seconds spent in the attention kernels (exact or IceFormer, all layers) by Forward calls
+  // since construction or the last Reset(): two clock reads per layer and call.
+  double attention_seconds() const { return attention_seconds_; }
   // Observer of every layer's attention (nullptr = none, the default); not owned, must outlive
   // its use. Adds no work when unset.
   void set_attention_observer(LlamaAttentionObserver* observer) { observer_ = observer; }
@@ -185,6 +191,7 @@ class LlamaSession {
   std::vector<float> memory_out_;        // [prefill_chunk, d], models with memory layers only
   MemoryLayer::Scratch memory_scratch_;
   LlamaAttentionObserver* observer_ = nullptr;
+  double attention_seconds_ = 0;
 };
 
 }  // namespace memoria

@@ -186,6 +186,12 @@ TEST(LlamaGeneratorTest, StopsAtMaxTokensEosAndCancellation) {
   EXPECT_EQ(r1->output_ids.size(), 12u);
   EXPECT_EQ(r1->stop_reason, StopReason::kMaxTokens);
   EXPECT_EQ(r1->prompt_tokens, 6);
+  // Attention time is measured inside prefill + decode, and Reset starts the count again.
+  EXPECT_GT(r1->attention_seconds, 0.0);
+  EXPECT_LE(r1->attention_seconds, r1->prefill_seconds + r1->decode_seconds);
+  EXPECT_DOUBLE_EQ(s1.attention_seconds(), r1->attention_seconds);
+  s1.Reset();
+  EXPECT_EQ(s1.attention_seconds(), 0.0);
 
   // Greedy output matches argmax of a full recompute at every step.
   std::vector<int> seq = prompt;

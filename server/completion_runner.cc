@@ -88,6 +88,7 @@ StatusOr<CompletionRunner::Outcome> CompletionRunner::Run(const std::vector<int>
       metrics_->RecordGeneration(result->prompt_tokens,
                                  static_cast<int64_t>(result->output_ids.size()),
                                  result->prefill_seconds, result->decode_seconds);
+      metrics_->ObserveAttention(result->attention_seconds);
     }
     if (result->stop_reason == StopReason::kCancelled) {
       status = stop.ok() ? CancelledError("generation cancelled") : stop;

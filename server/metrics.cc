@@ -172,7 +172,7 @@ std::string Metrics::RenderPrometheus() const {
          &out);
   decoder_seconds_.Render("memoria_decoder_seconds", "", &out);
   Header("memoria_attention_seconds", "histogram",
-         "T5/LUMEN: decoder attention kernels (self + cross) per answered request.", &out);
+         "Attention kernels per generation: LLaMA prefill + decode, T5 decoder self + cross.", &out);
   attention_seconds_.Render("memoria_attention_seconds", "", &out);
   Header("memoria_data_loss_total", "counter",
          "Stored passages that failed verification or decoding when read.", &out);

@@ -22,13 +22,14 @@
 //                                                    the store check at start (server.cc; a
 //                                                    corrupt text record also by the BM25
 //                                                    rebuild) and whenever a request reads one
-//   memoria_attention_seconds                        histogram, per answered request: time in
-//                                                    the T5 decoder's attention kernels (self +
-//                                                    cross, all layers and tokens; part of
-//                                                    memoria_decoder_seconds). The live encoder's
-//                                                    attention and the LLaMA path's are not
-//                                                    timed (their kernels run inside one engine
-//                                                    call per layer stack, with no timer)
+//   memoria_attention_seconds                        histogram, per generation: time in the
+//                                                    attention kernels of all layers and tokens:
+//                                                    LLaMA prefill + decode (exact or IceFormer),
+//                                                    T5 decoder self + cross (part of
+//                                                    memoria_decoder_seconds). The T5 live
+//                                                    encoder's attention is not timed (its
+//                                                    kernels run inside one engine call per
+//                                                    layer stack, with no timer)
 //   memoria_ingested_passages_total                  counter, passages durably ingested
 //   memoria_store_passages                           gauge, passages in the store
 //   memoria_store_bytes                              gauge, the store's RocksDB files on disk

@@ -238,6 +238,9 @@ TEST_F(ServerStoriesTest, HttpProbesAndPrometheusMetrics) {
             MetricValue(metrics, "memoria_queue_wait_seconds_count"));
   EXPECT_EQ(MetricValue(metrics, "memoria_queue_size"), 0);
   EXPECT_EQ(MetricValue(metrics, "memoria_ready"), 1);
+  // The generation's attention time (the warm-up's is counted too).
+  EXPECT_GE(MetricValue(metrics, "memoria_attention_seconds_count"), 1);
+  EXPECT_GT(MetricValue(metrics, "memoria_attention_seconds_sum"), 0);
   for (const char* reason :
        {"invalid", "overloaded", "deadline", "cancelled", "internal", "storage"}) {
     EXPECT_GE(MetricValue(metrics,
