@@ -11,7 +11,6 @@
 #include <unordered_map>
 
 #include "engine/tokenizer.h"
-#include "engine/weights.h"
 #include "server/bm25_index.h"
 #include "server/lumen_runner.h"
 #include "storage/passage_store.h"
@@ -325,25 +324,12 @@ Status EvaluateQa(const EvalQaOptions& options,
     }
   }
 
-  // The fingerprint reads every weight byte, which T5Model does not keep: open the dir once more,
-  // as build-store and the server do.
-  {
-    ASSIGN_OR_RETURN(auto dir, ModelDir::Open(options.model_dir));
-    r.model_fingerprint = dir->Fingerprint();
-  }
-  ASSIGN_OR_RETURN(std::shared_ptr<const T5Model> model, T5Model::Load(options.model_dir));
-  ASSIGN_OR_RETURN(std::unique_ptr<LumenModel> created,
-                   LumenModel::Create(model, LumenOptions{options.alpha}));
-  std::shared_ptr<const LumenModel> lumen = std::move(created);
-  const std::string tokenizer_path =
-      options.tokenizer_path.empty() ? DefaultTokenizerPath(options.model_dir) : options.tokenizer_path;
-  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Open(tokenizer_path));
-  if (tokenizer->vocab_size() > model->config().vocab_size) {
-    return InvalidArgumentError("tokenizer " + tokenizer_path + " has " +
-                                std::to_string(tokenizer->vocab_size()) +
-                                " pieces, more than the model's vocabulary of " +
-                                std::to_string(model->config().vocab_size));
-  }
+  ASSIGN_OR_RETURN(LumenReader reader,
+                   OpenLumenReader(options.model_dir, options.tokenizer_path, options.alpha));
+  r.model_fingerprint = reader.fingerprint;
+  const std::shared_ptr<const T5Model>& model = reader.model;
+  const std::shared_ptr<const LumenModel>& lumen = reader.lumen;
+  const std::unique_ptr<Tokenizer>& tokenizer = reader.tokenizer;
   const T5Config& config = model->config();
   const int eos = config.eos_token_id;
   r.d_model = config.d_model;

@@ -63,6 +63,31 @@ std::vector<int> StoredPassageIds(const Tokenizer& tokenizer, const FidTemplate&
   return ids;
 }
 
+StatusOr<LumenReader> OpenLumenReader(const std::string& model_dir,
+                                      const std::string& tokenizer_path, double alpha) {
+  LumenReader r;
+  // The fingerprint needs every weight byte, which T5Model does not keep as a ModelDir; open the
+  // directory once more (a second read-only mapping of the same files, released right after).
+  {
+    ASSIGN_OR_RETURN(auto dir, ModelDir::Open(model_dir));
+    r.fingerprint = dir->Fingerprint();
+  }
+  ASSIGN_OR_RETURN(r.model, T5Model::Load(model_dir));
+  LumenOptions lumen_options;
+  lumen_options.alpha = alpha;
+  ASSIGN_OR_RETURN(std::unique_ptr<LumenModel> lumen, LumenModel::Create(r.model, lumen_options));
+  r.lumen = std::move(lumen);
+  r.tokenizer_path = tokenizer_path.empty() ? DefaultTokenizerPath(model_dir) : tokenizer_path;
+  ASSIGN_OR_RETURN(r.tokenizer, Tokenizer::Open(r.tokenizer_path));
+  if (r.tokenizer->vocab_size() > r.model->config().vocab_size) {
+    return InvalidArgumentError("tokenizer " + r.tokenizer_path + " has " +
+                                std::to_string(r.tokenizer->vocab_size()) +
+                                " pieces, more than the model's vocabulary of " +
+                                std::to_string(r.model->config().vocab_size));
+  }
+  return r;
+}
+
 Status BuildStore(const StoreBuildOptions& options,
                   const std::function<void(const StoreBuildProgress&)>& progress,
                   StoreBuildReport* report) {
@@ -77,26 +102,12 @@ Status BuildStore(const StoreBuildOptions& options,
                    ReadCorpus(options.corpus_path, options.corpus_format, options.limit));
   if (corpus.empty()) return InvalidArgumentError("corpus " + options.corpus_path + " has no passages");
 
-  // The fingerprint needs every weight byte, which T5Model does not keep as a ModelDir; open the
-  // directory once more (a second read-only mapping of the same files, released right after).
-  uint64_t fingerprint = 0;
-  {
-    ASSIGN_OR_RETURN(auto dir, ModelDir::Open(options.model_dir));
-    fingerprint = dir->Fingerprint();
-  }
-  ASSIGN_OR_RETURN(std::shared_ptr<const T5Model> model, T5Model::Load(options.model_dir));
-  LumenOptions lumen_options;
-  lumen_options.alpha = options.alpha;
-  ASSIGN_OR_RETURN(std::unique_ptr<LumenModel> lumen, LumenModel::Create(model, lumen_options));
-  const std::string tokenizer_path =
-      options.tokenizer_path.empty() ? DefaultTokenizerPath(options.model_dir) : options.tokenizer_path;
-  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Open(tokenizer_path));
-  if (tokenizer->vocab_size() > model->config().vocab_size) {
-    return InvalidArgumentError("tokenizer " + tokenizer_path + " has " +
-                                std::to_string(tokenizer->vocab_size()) +
-                                " pieces, more than the model's vocabulary of " +
-                                std::to_string(model->config().vocab_size));
-  }
+  ASSIGN_OR_RETURN(LumenReader reader,
+                   OpenLumenReader(options.model_dir, options.tokenizer_path, options.alpha));
+  const uint64_t fingerprint = reader.fingerprint;
+  const std::shared_ptr<const T5Model>& model = reader.model;
+  const std::shared_ptr<const LumenModel>& lumen = reader.lumen;
+  const std::unique_ptr<Tokenizer>& tokenizer = reader.tokenizer;
   const int64_t d = model->config().d_model;
   const int eos = model->config().eos_token_id;
 

@@ -27,11 +27,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
 #include "engine/lumen.h"
+#include "engine/t5_model.h"
 #include "engine/tokenizer.h"
 #include "storage/passage_store.h"
 #include "tools/corpus_reader.h"
@@ -91,6 +93,19 @@ std::vector<int> StoredPassageIds(const Tokenizer& tokenizer, const FidTemplate&
 // The tokenizer of a model dir when none is named: <dir>/spiece.model (HF T5 checkpoints) when it
 // exists, else <dir>/tokenizer.model (converted LLaMA-style dirs).
 std::string DefaultTokenizerPath(const std::string& model_dir);
+
+// A T5 model directory opened for LUMEN work, as build-store and eval-qa open it.
+struct LumenReader {
+  uint64_t fingerprint = 0;  // ModelDir::Fingerprint of the weights + config (store identity)
+  std::shared_ptr<const T5Model> model;
+  std::shared_ptr<const LumenModel> lumen;  // split at `alpha`
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::string tokenizer_path;
+};
+// tokenizer_path "" = DefaultTokenizerPath(model_dir). INVALID_ARGUMENT when the tokenizer has
+// more pieces than the model's vocabulary (both numbers); load errors as they are.
+StatusOr<LumenReader> OpenLumenReader(const std::string& model_dir,
+                                      const std::string& tokenizer_path, double alpha);
 
 Status BuildStore(const StoreBuildOptions& options,
                   const std::function<void(const StoreBuildProgress&)>& progress,
