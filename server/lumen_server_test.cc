@@ -95,12 +95,9 @@ class LumenServerTest : public ::testing::Test {
     if (edit) edit(&config);
     ASSERT_TRUE(ApplyDefaultsAndValidate(&config).ok());
     ASSERT_EQ(config.model_kind(), "t5");  // detected from config.json's model_type
-    server_ = std::make_unique<MemoriaServer>(config);
-    ASSERT_TRUE(server_->Listen().ok());
-    Status loaded = server_->LoadAndServe();
-    ASSERT_TRUE(loaded.ok()) << loaded.ToString();
-    stub_ = v1::Memoria::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server_->grpc_port()), grpc::InsecureChannelCredentials()));
+    Status started = testing::StartInProcessServer(config, &server_);
+    ASSERT_TRUE(started.ok()) << started.ToString();
+    stub_ = testing::LoopbackStub(server_->grpc_port());
   }
   void Stop() {
     server_->Drain();
@@ -419,11 +416,9 @@ TEST_F(LumenServerTest, PqStoreWithoutCodebooksRefusesIngestWithBuildStoreHint) 
   v1::ServerConfig config = Config();
   config.set_store_codec("pq:g=8,bits=8");
   ASSERT_TRUE(ApplyDefaultsAndValidate(&config).ok());
-  server_ = std::make_unique<MemoriaServer>(config);
-  ASSERT_TRUE(server_->Listen().ok());
-  ASSERT_TRUE(server_->LoadAndServe().ok());
-  stub_ = v1::Memoria::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(server_->grpc_port()), grpc::InsecureChannelCredentials()));
+  Status started = testing::StartInProcessServer(config, &server_);
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  stub_ = testing::LoopbackStub(server_->grpc_port());
   v1::IngestReply ingest;
   grpc::Status status = Ingest({passages_[0]}, &ingest);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);

@@ -13,7 +13,6 @@
 //     nothing about the data (the bytes may be fine), so the client may retry, unlike DATA_LOSS --
 //     and the next request succeeds with the same answer; a failed WAL write fails that Ingest
 //     with UNAVAILABLE, acknowledges none of its passages, and reads go on being served.
-#include <grpcpp/create_channel.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <gtest/gtest.h>
@@ -76,12 +75,9 @@ class ServerStorageFaultsTest : public ::testing::Test {
   }
 
   void Start() {
-    server_ = std::make_unique<MemoriaServer>(Config(store_dir_));
-    ASSERT_TRUE(server_->Listen().ok());
-    Status loaded = server_->LoadAndServe();
-    ASSERT_TRUE(loaded.ok()) << loaded.ToString();
-    stub_ = v1::Memoria::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server_->grpc_port()), grpc::InsecureChannelCredentials()));
+    Status started = testing::StartInProcessServer(Config(store_dir_), &server_);
+    ASSERT_TRUE(started.ok()) << started.ToString();
+    stub_ = testing::LoopbackStub(server_->grpc_port());
   }
   void Stop() {
     server_->Drain();
@@ -260,8 +256,7 @@ class FaultyStoreServer {
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     EXPECT_GT(port, 0);
-    stub_ = v1::Memoria::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                                     grpc::InsecureChannelCredentials()));
+    stub_ = testing::LoopbackStub(port);
   }
   ~FaultyStoreServer() {
     if (server_) server_->Shutdown();

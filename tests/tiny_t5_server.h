@@ -5,6 +5,7 @@
 #pragma once
 
 #include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
 
 #include <chrono>
 #include <cstdint>
@@ -13,6 +14,7 @@
 
 #include "engine/t5_config.h"
 #include "memoria.grpc.pb.h"
+#include "server/server.h"
 #include "tools/random_t5_dir.h"
 
 namespace memoria::testing {
@@ -20,6 +22,21 @@ namespace memoria::testing {
 // TinyTestT5Config with 2 encoder layers (at the default alpha 1/3: 1 memory + 1 live layer) and
 // 1 decoder layer: the fastest model to load and restart.
 inline T5Config TinyT5Config() { return TinyTestT5Config(2, 1); }
+
+// A plaintext client of the Memoria service on 127.0.0.1:port.
+inline std::unique_ptr<v1::Memoria::Stub> LoopbackStub(int port) {
+  return v1::Memoria::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                  grpc::InsecureChannelCredentials()));
+}
+
+// Runs `config` (after ApplyDefaultsAndValidate) as an in-process MemoriaServer: listens, loads,
+// turns ready. The first failing status of Listen / LoadAndServe; *server is set either way.
+inline Status StartInProcessServer(const v1::ServerConfig& config,
+                                   std::unique_ptr<MemoriaServer>* server) {
+  *server = std::make_unique<MemoriaServer>(config);
+  RETURN_IF_ERROR((*server)->Listen());
+  return (*server)->LoadAndServe();
+}
 
 struct TestPassage {
   std::string id, title, text;
