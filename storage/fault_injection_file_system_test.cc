@@ -1,7 +1,8 @@
 // A passage store on FaultInjectionFileSystem: one failed read fails that read's passages with
 // UNAVAILABLE (not DATA_LOSS: the bytes on disk are fine) and the next read succeeds; a failed
 // WAL write or sync is not acknowledged, leaves every batch all-or-nothing, loses nothing that
-// was acknowledged, and the store writes again once reopened.
+// was acknowledged, and the next write reopens the database and succeeds (or, while the disk
+// still fails, the store answers UNAVAILABLE until a write reopens it).
 #include "storage/fault_injection_file_system.h"
 
 #include <gtest/gtest.h>
@@ -147,16 +148,52 @@ TEST_F(FaultInjectionStoreTest, FailedWalWriteIsNotAcknowledgedAndLosesNothingAc
   // Reads go on; the failed batch is not visible.
   EXPECT_EQ(Present("a", 4), 4);
   EXPECT_EQ(Present("b", 4), 0);
-  // RocksDB refuses later writes of this open store (passage_store.h, Errors) -- with the same
-  // clean status, acknowledging nothing.
+  // RocksDB refuses every later write of that open database, so the next write reopens it first
+  // (passage_store.h, Errors) and succeeds, with the acknowledged batches intact.
+  EXPECT_EQ(store_->reopen_attempts(), 0);
   Status next = Ingest("c", 4);
-  EXPECT_EQ(next.code(), StatusCode::kUnavailable) << next.ToString();
-  // A reopened store holds exactly the acknowledged batches and writes again.
+  ASSERT_TRUE(next.ok()) << next.ToString();
+  EXPECT_EQ(store_->reopen_attempts(), 1);
+  EXPECT_EQ(Present("a", 4), 4);
+  EXPECT_EQ(Present("b", 4), 0);
+  EXPECT_EQ(Present("c", 4), 4);
+  ASSERT_TRUE(Ingest("d", 4).ok());
+  EXPECT_EQ(store_->reopen_attempts(), 1);  // healthy writes do not reopen
+  // A store opened afresh holds exactly the acknowledged batches.
   Reopen();
   EXPECT_EQ(Present("a", 4), 4);
   EXPECT_EQ(Present("b", 4), 0);
+  EXPECT_EQ(Present("c", 4), 4);
+  EXPECT_EQ(Present("d", 4), 4);
+}
+
+TEST_F(FaultInjectionStoreTest, FailedReopenClosesTheStoreUntilAWriteReopensIt) {
+  ASSERT_TRUE(Ingest("a", 4).ok());
+  faulty_->FailNth(Op::kWrite, 1);
+  ASSERT_EQ(Ingest("b", 4).code(), StatusCode::kUnavailable);
+  // The disk still fails when the next write reopens the database: that write fails naming the
+  // reopen, and the closed store answers every call UNAVAILABLE (no crash, no DATA_LOSS).
+  faulty_->FailNth(Op::kWrite, 1);
+  Status failed = Ingest("c", 4);
+  EXPECT_EQ(failed.code(), StatusCode::kUnavailable) << failed.ToString();
+  EXPECT_NE(failed.message().find("reopening passage store"), std::string::npos) << failed.ToString();
+  EXPECT_EQ(store_->reopen_attempts(), 1);
+  auto texts = store_->GetText({"a0", "a1"});
+  ASSERT_EQ(texts.size(), 2u);
+  for (const auto& t : texts) {
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), StatusCode::kUnavailable) << t.status().ToString();
+    EXPECT_NE(t.status().message().find("is closed"), std::string::npos) << t.status().ToString();
+  }
+  EXPECT_EQ(store_->GetCodes({"a0"})[0].status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(store_->Scan(false).status().code(), StatusCode::kUnavailable);
+  // The disk works again: the next write reopens the store, and everything acknowledged is there.
+  Status healed = Ingest("d", 4);
+  ASSERT_TRUE(healed.ok()) << healed.ToString();
+  EXPECT_EQ(store_->reopen_attempts(), 2);
+  EXPECT_EQ(Present("a", 4), 4);
+  EXPECT_EQ(Present("b", 4), 0);
   EXPECT_EQ(Present("c", 4), 0);
-  ASSERT_TRUE(Ingest("d", 4).ok());
   EXPECT_EQ(Present("d", 4), 4);
 }
 

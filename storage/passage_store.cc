@@ -237,12 +237,45 @@ std::string StoreIdentity::ToString() const {
          ", codec " + codec.ToString();
 }
 
-PassageStore::~PassageStore() {
+struct PassageStore::RocksOpenParams {
+  rocksdb::DBOptions db_options;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+};
+
+PassageStore::~PassageStore() { CloseDb(); }
+
+void PassageStore::CloseDb() {
   if (db_ != nullptr) {
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     db_->Close().PermitUncheckedError();
     delete db_;
+    db_ = nullptr;
   }
+  handles_.clear();
+}
+
+Status PassageStore::CheckOpen() const {
+  if (db_ != nullptr) return Status::Ok();
+  return UnavailableError("passage store " + dir_ + " is closed: reopening it after a failed write failed (" +
+                          reopen_error_ + "); the next write retries");
+}
+
+Status PassageStore::ReopenIfNeeded() {
+  if (!reopen_needed_.load()) return Status::Ok();
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  if (!reopen_needed_.load()) return Status::Ok();  // another writer reopened it meanwhile
+  reopen_attempts_.fetch_add(1);
+  CloseDb();
+  const rocksdb::Status s =
+      rocksdb::DB::Open(open_params_->db_options, dir_, open_params_->cfs, &handles_, &db_);
+  if (!s.ok()) {
+    CloseDb();
+    reopen_error_ = s.ToString();
+    return FromRocks(s, "reopening passage store " + dir_ + " after a failed write");
+  }
+  reopen_error_.clear();
+  reopen_needed_.store(false);
+  return Status::Ok();
 }
 
 Status PassageStore::OpenDb(const PassageStoreOptions& options, const std::string& dir, bool create,
@@ -306,6 +339,7 @@ Status PassageStore::OpenDb(const PassageStoreOptions& options, const std::strin
     s = rocksdb::DB::Open(db_options, dir, cfs, &store->handles_, &store->db_);
   }
   RETURN_IF_ERROR(FromRocks(s, "opening passage store " + dir));
+  store->open_params_ = std::make_unique<RocksOpenParams>(RocksOpenParams{db_options, std::move(cfs)});
   *out = std::move(store);
   return Status::Ok();
 }
@@ -315,7 +349,11 @@ Status PassageStore::WriteDurably(rocksdb::WriteBatch* batch) {
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   wo.disableWAL = false;
-  return FromRocks(db_->Write(wo, batch), "writing to passage store " + dir_);
+  RETURN_IF_ERROR(CheckOpen());
+  const rocksdb::Status s = db_->Write(wo, batch);
+  // After a failed WAL append or sync RocksDB refuses all later writes of this open database.
+  if (!s.ok()) reopen_needed_.store(true);
+  return FromRocks(s, "writing to passage store " + dir_);
 }
 
 Status PassageStore::Create(const PassageStoreOptions& options, const std::string& dir,
@@ -444,6 +482,9 @@ Status PassageStore::Ingest(const ThreadPool& pool, const std::vector<PassageInp
       return InvalidArgumentError(PassageName(p.id) + ": " + std::to_string(p.num_tokens) + " tokens but no memory");
     }
   }
+  RETURN_IF_ERROR(ReopenIfNeeded());
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  RETURN_IF_ERROR(CheckOpen());
   rocksdb::WriteBatch wb;
   std::string codes;
   for (const auto& p : batch) {
@@ -466,6 +507,10 @@ Status PassageStore::Ingest(const ThreadPool& pool, const std::vector<PassageInp
 }
 
 Status PassageStore::Delete(const std::vector<std::string>& ids) {
+  if (options_.read_only) return FailedPreconditionError("passage store " + dir_ + " is open read-only");
+  RETURN_IF_ERROR(ReopenIfNeeded());
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  RETURN_IF_ERROR(CheckOpen());
   rocksdb::WriteBatch wb;
   for (const auto& id : ids) {
     RETURN_IF_ERROR(FromRocks(wb.Delete(handles_[kPassages], id), "batch"));
@@ -510,10 +555,14 @@ std::vector<StatusOr<T>> MultiGetParsed(rocksdb::DB* db, rocksdb::ColumnFamilyHa
 }  // namespace
 
 std::vector<StatusOr<PassageText>> PassageStore::GetText(const std::vector<std::string>& ids) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  if (Status open = CheckOpen(); !open.ok()) return std::vector<StatusOr<PassageText>>(ids.size(), open);
   return MultiGetParsed<PassageText>(db_, handles_[kPassages], ids, ParsePassageValue);
 }
 
 std::vector<StatusOr<PassageCodes>> PassageStore::GetCodes(const std::vector<std::string>& ids) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  if (Status open = CheckOpen(); !open.ok()) return std::vector<StatusOr<PassageCodes>>(ids.size(), open);
   return MultiGetParsed<PassageCodes>(
       db_, handles_[kMemory], ids,
       [this](const std::string& id, const char* v, size_t n, PassageCodes* out) {
@@ -550,6 +599,8 @@ Status PassageStore::ForEachText(
     const {
   rocksdb::ReadOptions ro;
   ro.fill_cache = false;  // a one-off walk must not evict the hot passages from the block cache
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  RETURN_IF_ERROR(CheckOpen());
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kPassages]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string id = it->key().ToString();
@@ -569,6 +620,8 @@ StatusOr<StoreStats> PassageStore::Scan(bool verify) const {
   rocksdb::ReadOptions ro;
   ro.verify_checksums = verify;
   ro.fill_cache = false;
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  RETURN_IF_ERROR(CheckOpen());
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kPassages]));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -611,10 +664,15 @@ Status PassageStore::Flush() {
   if (options_.read_only) return Status::Ok();
   rocksdb::FlushOptions fo;
   fo.wait = true;
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  RETURN_IF_ERROR(CheckOpen());
   return FromRocks(db_->Flush(fo, handles_), "flushing passage store " + dir_);
 }
 
 Status PassageStore::PutRawMemoryValueForTest(const std::string& id, const std::string& value) {
+  RETURN_IF_ERROR(ReopenIfNeeded());
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  RETURN_IF_ERROR(CheckOpen());
   rocksdb::WriteBatch wb;
   RETURN_IF_ERROR(FromRocks(wb.Put(handles_[kMemory], id, value), "batch"));
   return WriteDurably(&wb);
@@ -622,6 +680,8 @@ Status PassageStore::PutRawMemoryValueForTest(const std::string& id, const std::
 
 StatusOr<std::string> PassageStore::GetRawMemoryValueForTest(const std::string& id) const {
   std::string value;
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  RETURN_IF_ERROR(CheckOpen());
   RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), handles_[kMemory], id, &value), PassageName(id)));
   return value;
 }

@@ -36,19 +36,25 @@
 //   writes        INVALID_ARGUMENT for a passage whose memory has the wrong dim, an empty id or
 //                 duplicate ids in one batch; UNAVAILABLE/INTERNAL for RocksDB write errors. A
 //                 batch whose WAL append or sync failed is not acknowledged (UNAVAILABLE) and is
-//                 all-or-nothing after a reopen. RocksDB then refuses every later write of this
-//                 open store (a background error that Resume() does not clear) with the
-//                 same UNAVAILABLE, while reads go on: writes resume after a reopen (a server
-//                 restart), once the disk works again.
+//                 all-or-nothing after a reopen. RocksDB refuses every later write of the open
+//                 database after such a failure (a background error that Resume() does not
+//                 clear), so a failed write marks the store for reopening: the next Ingest or
+//                 Delete first closes and reopens the database (RocksDB replays its WAL), then
+//                 writes; reads wait for the reopen (milliseconds) and go on. When the reopen
+//                 itself fails (the disk still failing) the store stays closed: every call
+//                 answers UNAVAILABLE naming the cause, and the next write tries again.
 //   I/O errors    UNAVAILABLE naming the passage (reads) or the store (writes): the files may be
 //                 fine and a retry may succeed, unlike DATA_LOSS (checksums failed).
-// Thread-safety: all methods may be called concurrently (RocksDB is thread-safe); each call's
-// ThreadPool must be used by one call at a time (thread_pool.h).
+// Thread-safety: all methods may be called concurrently (RocksDB is thread-safe; a shared mutex
+// lets a reopen after a failed write exclude the other calls); each call's ThreadPool must be
+// used by one call at a time (thread_pool.h).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -160,6 +166,8 @@ class PassageStore {
   const StoreIdentity& identity() const { return identity_; }
   const Codec& codec() const { return *codec_; }
   const std::string& dir() const { return dir_; }
+  // Times the database was reopened after a failed write (see Errors), successful or not.
+  int64_t reopen_attempts() const { return reopen_attempts_.load(); }
 
   // Encodes every passage's memory with the store's codec and writes the batch atomically and
   // durably (see Durability). Existing ids are overwritten.
@@ -198,8 +206,15 @@ class PassageStore {
   PassageStore() = default;
   static Status OpenDb(const PassageStoreOptions& options, const std::string& dir, bool create,
                        std::unique_ptr<PassageStore>* out);
+  // Callers hold mu_ (shared). A failed write marks the store for reopening.
   Status WriteDurably(rocksdb::WriteBatch* batch);
   Status LoadIdentityAndCodec(const StoreIdentity* expected);
+  // Before a write: reopens the database when a previous write failed (exclusive lock).
+  Status ReopenIfNeeded();
+  // UNAVAILABLE for calls on a store whose reopen failed; OK while the database is open.
+  // Callers hold mu_.
+  Status CheckOpen() const;
+  void CloseDb();  // callers hold mu_ exclusively (or own the store alone)
 
   PassageStoreOptions options_;
   std::string dir_;
@@ -208,6 +223,13 @@ class PassageStore {
   std::shared_ptr<rocksdb::Env> env_;  // wraps options_.file_system; null = the default Env
   rocksdb::DB* db_ = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, codec, passages, memory
+  struct RocksOpenParams;  // the DBOptions and column families db_ was opened with
+  std::unique_ptr<RocksOpenParams> open_params_;
+  // Shared by every use of db_/handles_; exclusive while reopening.
+  mutable std::shared_mutex mu_;
+  std::atomic<bool> reopen_needed_{false};
+  std::atomic<int64_t> reopen_attempts_{0};
+  std::string reopen_error_;  // why the last reopen failed (db_ == nullptr then); guarded by mu_
 };
 
 // CRC32C (Castagnoli) of n bytes; the checksum in every stored value.

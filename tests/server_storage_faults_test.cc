@@ -12,7 +12,8 @@
 //     MemoriaService. The request whose store read fails gets UNAVAILABLE -- an I/O error says
 //     nothing about the data (the bytes may be fine), so the client may retry, unlike DATA_LOSS --
 //     and the next request succeeds with the same answer; a failed WAL write fails that Ingest
-//     with UNAVAILABLE, acknowledges none of its passages, and reads go on being served.
+//     with UNAVAILABLE, acknowledges none of its passages, reads go on being served, and the next
+//     Ingest reopens the store's database and succeeds (no restart).
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <gtest/gtest.h>
@@ -307,14 +308,23 @@ TEST_F(ServerStorageFaultsTest, FailedStoreIoIsUnavailableForThatRequestAndTheSe
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(passage.text(), passages_[2].text);
 
-  // A failed WAL write: that Ingest fails UNAVAILABLE and acknowledges nothing; the store then
-  // refuses writes until reopened (passage_store.h, Errors) while reads go on.
+  // A failed WAL write: that Ingest fails UNAVAILABLE and acknowledges nothing, reads go on, and
+  // the next Ingest reopens the store's database and succeeds (passage_store.h, Errors): no
+  // restart needed.
   faulty->FailNth(Op::kWrite, 1);
   v1::IngestReply ingest;
   status = testing::IngestStream(server.stub(), {testing::MakePassage("new-0", 8, 100)}, &ingest);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
   EXPECT_NE(status.error_message().find("injected fault: write"), std::string::npos)
       << status.error_message();
+  status = testing::GetPassage(server.stub(), "new-0", &passage);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+  status = testing::AskWithPassages(server.stub(), "what?", ids, &after);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  status = testing::IngestStream(server.stub(), {testing::MakePassage("new-1", 8, 101)}, &ingest);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  status = testing::GetPassage(server.stub(), "new-1", &passage);
+  EXPECT_TRUE(status.ok()) << status.error_message();
   status = testing::GetPassage(server.stub(), "new-0", &passage);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
   status = testing::AskWithPassages(server.stub(), "what?", ids, &after);
