@@ -93,6 +93,7 @@ void MemoriaService::UpdateStoreGauges(const ServingModel& serving) {
   if (!serving.lumen || serving.lumen->store == nullptr) return;
   metrics_->SetStoreSize(StoreDiskBytes(serving.lumen->store->dir()), serving.store_tokens.load(),
                          serving.lumen->lumen->model().config().d_model);
+  metrics_->SetStoreReopens(serving.lumen->store->reopen_attempts());
 }
 
 grpc::Status MemoriaService::Finish(const char* method, grpc::ServerContext* context,

@@ -183,6 +183,9 @@ std::string Metrics::RenderPrometheus() const {
   out += fmt::format("memoria_store_passages {}\n", store_passages_.load());
   Header("memoria_store_bytes", "gauge", "Passage store files on disk (SST + blob + WAL).", &out);
   out += fmt::format("memoria_store_bytes {}\n", store_bytes_);
+  Header("memoria_store_reopens_total", "counter",
+         "Reopens of the passage store's database after a failed write.", &out);
+  out += fmt::format("memoria_store_reopens_total {}\n", store_reopens_.load());
   Header("memoria_store_tokens", "gauge", "Memory tokens in the passage store.", &out);
   out += fmt::format("memoria_store_tokens {}\n", store_tokens_);
   Header("memoria_store_bytes_per_token", "gauge", "Store bytes on disk per memory token.", &out);

@@ -34,6 +34,8 @@
 //   memoria_store_passages                           gauge, passages in the store
 //   memoria_store_bytes                              gauge, the store's RocksDB files on disk
 //                                                    (live SST + blob + WAL), all column families
+//   memoria_store_reopens_total                      counter, reopens of the store's database after
+//                                                    a failed write (storage/passage_store.h)
 //   memoria_store_tokens                             gauge, memory tokens stored
 //   memoria_store_bytes_per_token                    gauge, store_bytes / store_tokens
 //   memoria_store_compression_ratio                  gauge, f32 memory of the same tokens
@@ -93,6 +95,8 @@ class Metrics {
   void CountDataLoss() { data_loss_.fetch_add(1); }
   void AddIngested(int64_t passages) { ingested_.fetch_add(passages); }
   void SetStorePassages(int64_t passages) { store_passages_.store(passages); }
+  // Reopens of the store's database after failed writes (PassageStore::reopen_attempts()).
+  void SetStoreReopens(int64_t reopens) { store_reopens_.store(reopens); }
   // The store's size: disk_bytes (see memoria_store_bytes), memory tokens, and the model's
   // d_model (the f32 comparison of the compression ratio).
   void SetStoreSize(int64_t disk_bytes, int64_t tokens, int64_t d_model);
@@ -122,6 +126,7 @@ class Metrics {
   std::atomic<int64_t> data_loss_{0};
   std::atomic<int64_t> ingested_{0};
   std::atomic<int64_t> store_passages_{0};
+  std::atomic<int64_t> store_reopens_{0};
   Histogram attention_seconds_;
   int64_t store_bytes_ = 0;
   int64_t store_tokens_ = 0;

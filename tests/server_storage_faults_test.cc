@@ -321,8 +321,10 @@ TEST_F(ServerStorageFaultsTest, FailedStoreIoIsUnavailableForThatRequestAndTheSe
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
   status = testing::AskWithPassages(server.stub(), "what?", ids, &after);
   EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(server.Metric("memoria_store_reopens_total"), 0);
   status = testing::IngestStream(server.stub(), {testing::MakePassage("new-1", 8, 101)}, &ingest);
   ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(server.Metric("memoria_store_reopens_total"), 1);
   status = testing::GetPassage(server.stub(), "new-1", &passage);
   EXPECT_TRUE(status.ok()) << status.error_message();
   status = testing::GetPassage(server.stub(), "new-0", &passage);
