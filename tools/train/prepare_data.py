@@ -56,6 +56,15 @@ def load_squad(path):
         return json.load(f)["data"]
 
 
+def clean_wikitext_line(line):
+    """One WikiText-2 line as plain text: its " @-@ " tokenisation undone, "<unk>" dropped."""
+    line = line.strip()
+    line = line.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".")
+    line = line.replace("<unk>", "")
+    line = re.sub(r" ([.,;:!?'\)])", r"\1", line).replace("( ", "(")
+    return clean(line)
+
+
 def wikitext_lines(path):
     out = []
     with open(path) as f:
@@ -63,10 +72,7 @@ def wikitext_lines(path):
             line = line.strip()
             if not line or line.startswith("="):
                 continue
-            line = line.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".")
-            line = line.replace("<unk>", "")
-            line = re.sub(r" ([.,;:!?'\)])", r"\1", line).replace("( ", "(")
-            out.append(clean(line))
+            out.append(clean_wikitext_line(line))
     return out
 
 

@@ -13,7 +13,9 @@ Checks, failing with an AssertionError:
     exactly the embedding and memory layers unchanged (and trains everything else);
   - the PQ layer: k-means++ init fills every code, outputs are codebook rows, the straight-through
     gradient reaches the memory layers;
-  - save/reload gives identical outputs; export writes the engine layout.
+  - save/reload gives identical outputs; export writes the engine layout;
+  - passage selection (gold + k - 1 distractors) and the copy exercises (a passage fragment as
+    the question, the tokens after it as the answer), and a training run that uses both.
 DIR then holds one exported model per mode (DIR/<mode>/, with engine_check/ cases), which
 tests/lumen_trainer_test.cc loads in the C++ engine and compares with the PyTorch outputs.
 """
@@ -103,6 +105,29 @@ def check_pq_layer():
     assert torch.allclose(x.grad, torch.ones_like(x)), "straight-through gradient"
 
 
+def check_passage_selection_and_copy_exercises(examples):
+    from train import copy_example, question_prefix, with_passages
+    for ex in examples[:6]:
+        one = with_passages(ex, 1)
+        assert one["passages"] == [ex["passages"][ex["gold"]]] and one["gold"] == 0, one
+        two = with_passages(ex, 2)
+        assert len(two["passages"]) == 2 and two["passages"][two["gold"]] == ex["passages"][ex["gold"]]
+        assert with_passages(ex, 0) is ex
+    prefix = [5, 6]
+    rng = random.Random(1)
+    for ex in examples[:6]:
+        ex = dict(ex, q=prefix + ex["q"])
+        c = copy_example(ex, question_prefix([ex, ex]), rng)
+        if c is ex:
+            continue  # passage too short for a fragment + answer
+        p = ex["passages"][ex["gold"]]
+        ans = c["target"][:-1]
+        frag = c["q"][len(question_prefix([ex, ex])):]
+        assert c["target"][-1] == 1 and 1 <= len(ans) <= 5 and 4 <= len(frag) <= 10, c
+        n = len(frag) + len(ans)
+        assert any(p[i: i + n] == frag + ans for i in range(len(p) - n + 1)), (p, frag, ans)
+
+
 def run_train(data, out, mode, extra=()):
     cmd = [sys.executable, os.path.join(HERE, "train.py"), "--data", data, "--out", out, "--mode",
            mode, "--config", json.dumps(TINY), "--batch", "8", "--eval-n", "0", "--log-every", "1",
@@ -169,6 +194,11 @@ def main():
     for k in sb:
         same = torch.equal(sb[k], sf[k])
         assert same == (k in mem), f"{k}: frozen={k in mem} but unchanged={same}"
+    check_passage_selection_and_copy_exercises(examples)
+    log = run_train(data, os.path.join(a.out, "run_copy"), "lumen",
+                    ["--steps", "2", "--train-passages", "1", "--eval-passages", "1",
+                     "--copy-frac", "0.5"])
+    assert [r["step"] for r in log] == [1, 2], log
     print(f"selfcheck ok: {a.out}")
 
 

@@ -66,6 +66,41 @@ def answer_in_gold(ex):
     return n > 0 and any(p[i: i + n] == t for i in range(len(p) - n + 1))
 
 
+def with_passages(ex, k):
+    """The example with its gold passage and the first k - 1 distractors (k <= 0: all)."""
+    if k <= 0 or k >= len(ex["passages"]):
+        return ex
+    keep = [ex["gold"]] + [j for j in range(len(ex["passages"])) if j != ex["gold"]][: k - 1]
+    keep.sort()
+    return dict(ex, passages=[ex["passages"][j] for j in keep],
+                titles=[ex["titles"][j] for j in keep], texts=[ex["texts"][j] for j in keep],
+                gold=keep.index(ex["gold"]))
+
+
+def question_prefix(examples):
+    """The ids every question starts with (the template's "question: ")."""
+    prefix = examples[0]["q"]
+    for e in examples[1:200]:
+        n = 0
+        while n < min(len(prefix), len(e["q"])) and prefix[n] == e["q"][n]:
+            n += 1
+        prefix = prefix[:n]
+    return prefix
+
+
+def copy_example(ex, prefix, rng):
+    """A reading exercise made from a training example's gold passage: the "question" is a
+    fragment of 4-10 passage tokens, the answer the 1-5 tokens that follow it. It trains the
+    mechanism extractive QA needs (find where the question's words occur, copy what is next to
+    them) with unlimited examples; the distractor passages stay as they are."""
+    p = ex["passages"][ex["gold"]][:-1]
+    frag, ans = rng.randint(4, 10), rng.randint(1, 5)
+    if len(p) < frag + ans + 1:
+        return ex
+    i = rng.randrange(len(p) - frag - ans + 1)
+    return dict(ex, q=prefix + p[i: i + frag], target=p[i + frag: i + frag + ans] + [1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -93,6 +128,12 @@ def main():
     ap.add_argument("--eval-n", type=int, default=300)
     ap.add_argument("--answerable-only", action="store_true",
                     help="train only on questions whose answer survives passage truncation")
+    ap.add_argument("--train-passages", type=int, default=0,
+                    help="passages per training question: gold + the first k-1 distractors "
+                         "(0: all the data has)")
+    ap.add_argument("--eval-passages", type=int, default=0, help="the same for the dev questions")
+    ap.add_argument("--copy-frac", type=float, default=0.0,
+                    help="fraction of each batch replaced by copy exercises (copy_example)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -103,6 +144,9 @@ def main():
     train = data["train"]
     if a.answerable_only:
         train = [e for e in train if answer_in_gold(e)]
+    train = [with_passages(e, a.train_passages) for e in train]
+    q_prefix = question_prefix(train)
+    copy_rng = random.Random(a.seed + 7)
     alpha = 1.0 if a.mode == "fid" else a.alpha
 
     torch.manual_seed(a.seed)
@@ -170,7 +214,11 @@ def main():
             state["epoch"] += 1
             state["pos"] = 0
             perm = order(state["epoch"])
-        batch = collate([train[i] for i in perm[state["pos"]: state["pos"] + a.batch]])
+        chosen = [train[i] for i in perm[state["pos"]: state["pos"] + a.batch]]
+        if a.copy_frac > 0:
+            chosen = [copy_example(e, q_prefix, copy_rng) if copy_rng.random() < a.copy_frac
+                      else e for e in chosen]
+        batch = collate(chosen)
         state["pos"] += a.batch
         for group in opt.param_groups:
             group["lr"] = lr_at(state["step"])
@@ -206,13 +254,13 @@ def main():
     save(ckpt, model, meta, opt, state)
 
     from qa_eval import evaluate
-    dev = data["dev"][: a.eval_n]
+    dev = [with_passages(e, a.eval_passages) for e in data["dev"][: a.eval_n]]
     t0 = time.time()
     em, f1, preds = evaluate(model, dev, data["meta"]["spm"])
     final = dict(mode=a.mode, alpha=alpha, steps=state["step"], examples=state["step"] * a.batch,
                  train_seconds=round(state["seconds"], 1),
                  train_cpu_seconds=round(state["cpu_seconds"], 1), final_loss=round(last_loss, 4),
-                 dev_n=len(dev), dev_em=round(em, 2), dev_f1=round(f1, 2),
+                 dev_n=len(dev), dev_passages=len(dev[0]["passages"]) if dev else 0, dev_em=round(em, 2), dev_f1=round(f1, 2),
                  eval_seconds=round(time.time() - t0, 1),
                  eval_cpu_seconds=round(time.process_time() - eval_cpu0, 1))
     with open(os.path.join(a.out, "final.json"), "w") as f:
