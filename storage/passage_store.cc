@@ -507,7 +507,6 @@ Status PassageStore::Ingest(const ThreadPool& pool, const std::vector<PassageInp
 }
 
 Status PassageStore::Delete(const std::vector<std::string>& ids) {
-  if (options_.read_only) return FailedPreconditionError("passage store " + dir_ + " is open read-only");
   RETURN_IF_ERROR(ReopenIfNeeded());
   std::shared_lock<std::shared_mutex> lock(mu_);
   RETURN_IF_ERROR(CheckOpen());

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/json_config.h"
 #include "engine/tokenizer.h"
 #include "tools/commands.h"
 #include "tools/eval_lm.h"
@@ -83,8 +84,10 @@ Status RunEvalLm(const CommandArgs& args) {
     base.min_kv_len = 0;  // every window: the point is to measure IceFormer at this context
     const std::string layers = args.Get("iceformer-layers", "upper");
     if (layers == "all") {
-      ASSIGN_OR_RETURN(auto probe, LlamaModel::Load(o.model_dir));
-      for (int i = 0; i < probe->config().num_layers; ++i) base.layers.push_back(i);
+      // The layer count from config.json alone: the weights are loaded once per setting later.
+      ASSIGN_OR_RETURN(auto json, JsonConfig::ParseFile(o.model_dir + "/config.json"));
+      ASSIGN_OR_RETURN(LlamaConfig config, LlamaConfig::FromJson(*json));
+      for (int i = 0; i < config.num_layers; ++i) base.layers.push_back(i);
     } else if (layers != "upper") {
       ASSIGN_OR_RETURN(auto list, ParseIntList("iceformer-layers", layers));
       for (int64_t i : list) base.layers.push_back(int(i));

@@ -161,6 +161,14 @@ TEST_F(EvalLmTest, CommandLineWritesTheReport) {
   EXPECT_EQ(j["results"][1]["top_k"], 4);
   EXPECT_GT(j["results"][1]["kl"].get<double>(), 0.0);
 
+  const std::string all_report = *dir_ + "/report_all.json";
+  auto [all_code, all_out] = testing::RunShell(memoria + " eval-lm --model " + *dir_ + " --ids " + *dir_ +
+                                               "/prompt_ids.json --context 64 --windows 1 --threads 2"
+                                               " --iceformer-k 4 --iceformer-layers all --report " +
+                                               all_report + " 2>&1");
+  ASSERT_EQ(all_code, 0) << all_out;
+  EXPECT_EQ(testing::ReadJsonFile(all_report)["results"][1]["layers"], nlohmann::json::array({0, 1}));
+
   auto [bad, msg] = testing::RunShell(memoria + " eval-lm --model " + *dir_ + " --ids " + *dir_ +
                                       "/prompt_ids.json --iceformer-layers 1 2>&1");
   EXPECT_NE(bad, 0);

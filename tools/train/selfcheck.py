@@ -113,19 +113,22 @@ def check_passage_selection_and_copy_exercises(examples):
         two = with_passages(ex, 2)
         assert len(two["passages"]) == 2 and two["passages"][two["gold"]] == ex["passages"][ex["gold"]]
         assert with_passages(ex, 0) is ex
+    assert question_prefix([dict(q=[5, 6, 9]), dict(q=[5, 6, 2, 3]), dict(q=[5, 6])]) == [5, 6]
     prefix = [5, 6]
     rng = random.Random(1)
+    made = 0
     for ex in examples[:6]:
-        ex = dict(ex, q=prefix + ex["q"])
-        c = copy_example(ex, question_prefix([ex, ex]), rng)
+        c = copy_example(ex, prefix, rng)
         if c is ex:
             continue  # passage too short for a fragment + answer
+        made += 1
         p = ex["passages"][ex["gold"]]
-        ans = c["target"][:-1]
-        frag = c["q"][len(question_prefix([ex, ex])):]
+        frag, ans = c["q"][len(prefix):], c["target"][:-1]
+        assert c["q"][: len(prefix)] == prefix, c
         assert c["target"][-1] == 1 and 1 <= len(ans) <= 5 and 4 <= len(frag) <= 10, c
         n = len(frag) + len(ans)
         assert any(p[i: i + n] == frag + ans for i in range(len(p) - n + 1)), (p, frag, ans)
+    assert made >= 3, made
 
 
 def run_train(data, out, mode, extra=()):
