@@ -113,6 +113,13 @@ put("store_value", "mem_newer", b"\2\0\1" + no_state + memory_value(0, 1, 8, byt
 put("store_value", "text", b"\3\1" + text_value("Title", "Some text", [1, 2, 3]))
 put("store_value", "text_empty", b"\3\1" + text_value("", "", []))
 put("store_value", "text_short", b"\3\1" + b"P\x01\xff\xff\xff\x00" + crc_placeholder)
+def index_record(key, kind, payload):  # mode 5: crc fix, u16-prefixed key, framed value
+    return b"\5\1" + struct.pack("<H", len(key)) + key + kind + b"\x01" + payload + crc_placeholder
+put("store_value", "bm25_doc", index_record(b"dp1", b"D", struct.pack("<QI", 3, 2) +
+                                             b"\x02of" + struct.pack("<I", 1) + b"\x03sea" + struct.pack("<I", 2)))
+put("store_value", "bm25_doc_overrun", index_record(b"dp1", b"D", struct.pack("<QI", 3, 9) + b"\xffab"))
+put("store_value", "bm25_posting", index_record(b"psea\0p1", b"T", struct.pack("<IQ", 2, 3)))
+put("store_value", "bm25_totals", index_record(b"t", b"B", struct.pack("<QQ", 1, 3)))
 cb = f32(*([0.25] * (4 * 256 * 2)))  # pq:g=4,bits=8, d=8: [4, 256, 2]
 put("store_value", "codebooks", b"\4\0" + st({"codebooks": {"dtype": "F32", "shape": [4, 256, 2],
                                                          "data_offsets": [0, len(cb)]}}, cb))

@@ -7,7 +7,9 @@
 //      to Codec::Decode directly, past the checksum
 //   3  a passage text value: ParsePassageValue
 //   4  PQ codebooks in a safetensors file: ImportPqCodebooks
-// Modes 2 and 3 can replace the value's last 4 bytes by its correct CRC32C (second byte's low
+//   5  a retrieval-index record (storage/bm25_postings.h): a length-prefixed key, then the value:
+//      VerifyBm25Record
+// Modes 2, 3 and 5 can replace the value's last 4 bytes by its correct CRC32C (second byte's low
 // bit), so the fuzzer reaches the payload parsers behind the checksum.
 #include <cmath>
 #include <cstring>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_target.h"
+#include "storage/bm25_postings.h"
 #include "storage/codec.h"
 #include "storage/passage_store.h"
 
@@ -109,7 +112,7 @@ void CheckSpec(const CodecSpec& spec) {
 
 MEMORIA_FUZZ_TARGET(StoreValue) {
   FuzzInput in(data, size);
-  const int mode = in.U8() % 5;
+  const int mode = in.U8() % 6;
   if (mode == 0) {
     auto spec = CodecSpec::FromJson(in.Rest());
     if (spec.ok()) CheckSpec(*spec);
@@ -170,6 +173,16 @@ MEMORIA_FUZZ_TARGET(StoreValue) {
       FUZZ_CHECK(parsed.code() == StatusCode::kDataLoss ||
                  parsed.code() == StatusCode::kFailedPrecondition);
     }
+    return 0;
+  }
+  if (mode == 5) {
+    const bool fix_crc = in.U8() & 1;
+    const std::string key = in.LengthPrefixed();
+    std::string value = in.Rest();
+    if (fix_crc) FixChecksum(&value);
+    const Status verified = VerifyBm25Record(key, value.data(), value.size());
+    FUZZ_CHECK(verified.ok() || verified.code() == StatusCode::kDataLoss ||
+               verified.code() == StatusCode::kFailedPrecondition);
     return 0;
   }
   // mode 4: codebooks of the 8-bit PQ codecs (the 16-bit one needs a 1 MiB file).

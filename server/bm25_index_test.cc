@@ -1,17 +1,11 @@
-// Bm25Index: term extraction, ranking by BM25 (rarer and more frequent query words score higher),
-// deterministic ties, replacement and removal.
+// Bm25Index (the in-memory index of the evaluation tools): ranking by BM25 (rarer and more
+// frequent query words score higher), deterministic ties, replacement and removal.
 #include "server/bm25_index.h"
 
 #include <gtest/gtest.h>
 
 namespace memoria {
 namespace {
-
-TEST(Bm25IndexTest, TermsAreLowercasedAlphanumericRuns) {
-  EXPECT_EQ(Bm25Terms("Warsaw's 1st-class, ÉCOLE!"),
-            (std::vector<std::string>{"warsaw", "s", "1st", "class", "cole"}));
-  EXPECT_TRUE(Bm25Terms(" ,.; ").empty());
-}
 
 TEST(Bm25IndexTest, RanksThePassageHoldingTheQueryWordsFirst) {
   Bm25Index index;

@@ -81,25 +81,8 @@ StatusOr<std::unique_ptr<LumenServing>> LoadLumenServing(const v1::ServerConfig&
   }
 
   s->store = store->get();
-  if (s->store != nullptr) {
-    s->retriever = std::make_unique<Bm25Index>();
-    RETURN_IF_ERROR(
-        s->store
-            ->ForEachText([&](const std::string& id, const StatusOr<PassageText>& text) {
-              // One corrupt text record must not keep the server from serving the others: it is
-              // left out of the index (and fails DATA_LOSS when asked for by id).
-              if (!text.ok()) {
-                if (text.status().code() != StatusCode::kDataLoss) return text.status();
-                if (metrics != nullptr) metrics->CountDataLoss();
-                MEMORIA_LOG(kWarning, "BM25 index: passage '{}' left out: {}", id,
-                            text.status().ToString());
-                return Status::Ok();
-              }
-              s->retriever->Upsert(id, text->title, text->text);
-              return Status::Ok();
-            })
-            .WithContext("rebuilding the BM25 index"));
-    if (metrics != nullptr) metrics->SetStorePassages(s->retriever->size());
+  if (s->store != nullptr && metrics != nullptr) {
+    metrics->SetStorePassages(s->store->passage_count());
   }
   s->runner = std::make_unique<LumenRunner>(s->lumen, s->store, config.workers(),
                                             config.queue_capacity(), threads_per_worker, metrics);

@@ -1,6 +1,6 @@
 // Loading what a T5 server serves: the T5 model as a LumenModel at the configured alpha, its
 // tokenizer, the model fingerprint, the passage store (opened and identity-checked, or created
-// when the codec needs no training), the BM25 retriever rebuilt from the store, and the workers.
+// when the codec needs no training; it holds the BM25 retriever's index), and the workers.
 //
 // Store rules (proto/server_config.proto, store_dir / store_codec):
 //   existing store   its fingerprint and layer split must equal the model's fingerprint
@@ -22,7 +22,6 @@
 #include "base/status.h"
 #include "engine/lumen.h"
 #include "engine/tokenizer.h"
-#include "server/bm25_index.h"
 #include "server/lumen_runner.h"
 #include "server/metrics.h"
 #include "server_config.pb.h"
@@ -39,12 +38,10 @@ struct LumenServing {
   v1::T5Settings settings;               // defaults applied
   PassageStore* store = nullptr;         // owned by ServingModel::store; null without one
   std::string no_store_reason;           // why store is null ("" when it is open)
-  std::unique_ptr<Bm25Index> retriever;  // non-null iff store
   std::unique_ptr<LumenRunner> runner;
 };
 
-// Loads everything above; *store receives the opened/created store (or stays null). The
-// retriever is filled from the store's passages (one scan) before this returns.
+// Loads everything above; *store receives the opened/created store (or stays null).
 StatusOr<std::unique_ptr<LumenServing>> LoadLumenServing(const v1::ServerConfig& config,
                                                          int threads_per_worker, Metrics* metrics,
                                                          std::unique_ptr<PassageStore>* store);

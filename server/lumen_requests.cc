@@ -22,13 +22,14 @@ Status AnswerLumenRequest(LumenServing& serving, const RequestLimits& limits,
   std::vector<std::string> ids(request.passage_ids().begin(), request.passage_ids().end());
   if (ids.empty()) {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto hits = serving.retriever->Search(request.question(), request.retrieve_top_k());
+    ASSIGN_OR_RETURN(const std::vector<Bm25Hit> hits,
+                     serving.store->Search(request.question(), request.retrieve_top_k()));
     reply->mutable_timings()->set_retrieve_seconds(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (hits.empty()) {
       return NotFoundError(
           "the retriever found no stored passage holding a word of the question (" +
-          std::to_string(serving.retriever->size()) + " passages indexed)");
+          std::to_string(serving.store->passage_count()) + " passages indexed)");
     }
     for (const auto& hit : hits) {
       ids.push_back(hit.id);

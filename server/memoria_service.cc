@@ -34,14 +34,21 @@ double Seconds(std::chrono::steady_clock::duration d) {
 }
 
 // Deadline first: gRPC also marks a call cancelled when its deadline passes, and the client must
-// see DEADLINE_EXCEEDED (and the metric count "deadline") then.
+// see DEADLINE_EXCEEDED (and the metric count "deadline") then. gRPC's deadline timer runs on
+// its own clock and may fire a fraction of a millisecond before system_clock reaches
+// deadline(): a cancellation within kDeadlineSlack of the deadline is the deadline's.
 Status CheckCall(grpc::ServerContext* context) {
+  constexpr auto kDeadlineSlack = std::chrono::milliseconds(5);
   const auto deadline = context->deadline();
-  if (deadline != std::chrono::system_clock::time_point::max() &&
-      std::chrono::system_clock::now() >= deadline) {
-    return DeadlineExceededError("the request's deadline passed");
+  const bool has_deadline = deadline != std::chrono::system_clock::time_point::max();
+  const auto now = std::chrono::system_clock::now();
+  if (has_deadline && now >= deadline) return DeadlineExceededError("the request's deadline passed");
+  if (context->IsCancelled()) {
+    if (has_deadline && now + kDeadlineSlack >= deadline) {
+      return DeadlineExceededError("the request's deadline passed");
+    }
+    return CancelledError("the client cancelled the request");
   }
-  if (context->IsCancelled()) return CancelledError("the client cancelled the request");
   return Status::Ok();
 }
 
@@ -204,9 +211,9 @@ grpc::Status MemoriaService::ServerInfo(grpc::ServerContext* context, const v1::
       reply->set_workers(s.lumen->runner->workers());
       reply->set_queue_capacity(s.lumen->runner->queue_capacity());
       reply->set_threads_per_worker(s.lumen->runner->threads_per_worker());
-      if (s.lumen->retriever) {
-        reply->set_store_passages(s.lumen->retriever->size());
-        reply->set_retriever("bm25 (in-memory, rebuilt from the store at start)");
+      if (s.lumen->store != nullptr) {
+        reply->set_store_passages(s.lumen->store->passage_count());
+        reply->set_retriever("bm25 (index in the store, updated with every ingest and delete)");
       }
       if (s.lumen->store != nullptr) {
         const int64_t bytes = StoreDiskBytes(s.lumen->store->dir());
@@ -280,9 +287,8 @@ grpc::Status MemoriaService::DeletePassages(grpc::ServerContext* context,
     }
     if (!missing.empty()) return NotFoundError("unknown passage ids: " + missing);
     RETURN_IF_ERROR(serving->store->Delete(ids));
-    if (serving->lumen && serving->lumen->retriever) {
-      for (const std::string& id : ids) serving->lumen->retriever->Remove(id);
-      metrics_->SetStorePassages(serving->lumen->retriever->size());
+    if (serving->lumen) {
+      metrics_->SetStorePassages(serving->store->passage_count());
       int64_t tokens = 0;  // a passage's memory tokens are its stored token ids
       std::set<std::string> counted;
       for (size_t i = 0; i < ids.size(); ++i) {
@@ -313,7 +319,7 @@ Status MemoriaService::IngestPassages(grpc::ServerContext* context,
   const int64_t max_tokens = lumen.settings.max_passage_tokens();
   std::vector<LumenRunner::IngestItem> batch;
   int64_t received = 0;
-  // Writes the batch durably, then makes it visible to the retriever and counts it.
+  // Writes the batch (and its retrieval-index entries) durably, then counts it.
   auto flush = [&]() -> Status {
     if (batch.empty()) return Status::Ok();
     auto outcome = lumen.runner->Ingest(batch, [context] { return CheckCall(context); });
@@ -321,14 +327,13 @@ Status MemoriaService::IngestPassages(grpc::ServerContext* context,
       return outcome.status().WithContext(std::to_string(reply->ingested()) +
                                           " passages of this call were stored before this batch");
     }
-    for (const auto& item : batch) lumen.retriever->Upsert(item.id, item.title, item.text);
     reply->set_ingested(reply->ingested() + static_cast<int32_t>(batch.size()));
     reply->set_tokens(reply->tokens() + outcome->tokens);
     reply->set_code_bytes(reply->code_bytes() + outcome->code_bytes);
     reply->set_encode_seconds(reply->encode_seconds() + outcome->encode_seconds);
     reply->set_write_seconds(reply->write_seconds() + outcome->write_seconds);
     metrics_->AddIngested(static_cast<int64_t>(batch.size()));
-    metrics_->SetStorePassages(lumen.retriever->size());
+    metrics_->SetStorePassages(lumen.store->passage_count());
     serving->store_tokens.fetch_add(outcome->tokens - outcome->replaced_tokens);
     UpdateStoreGauges(*serving);
     batch.clear();

@@ -70,35 +70,46 @@ struct StoreCheck {
   std::vector<std::string> examples;  // the first few failures
 };
 
+// "full", "sample" or "off": t5.store_verify_at_start, or by the store's size when unset.
+std::string StoreCheckMode(int64_t passages, const v1::T5Settings& t5) {
+  if (!t5.store_verify_at_start().empty()) return t5.store_verify_at_start();
+  return passages <= t5.store_verify_full_max_passages() ? "full" : "sample";
+}
+
 // Verifies the store's records as t5.store_verify_at_start says and counts its memory tokens.
 // Corrupt records are reported in the result, not as an error: the server serves the others.
 // Errors: RocksDB iteration failures (the store cannot be read at all).
 StatusOr<StoreCheck> CheckStoreAtStart(const PassageStore& store, int64_t passages,
                                        const v1::T5Settings& t5) {
   constexpr size_t kExamples = 5;
-  const int64_t full_max = t5.store_verify_full_max_passages();
   const int64_t sample = t5.store_verify_sample_passages();
   StoreCheck check;
-  check.mode = t5.store_verify_at_start();
-  if (check.mode.empty()) check.mode = passages <= full_max ? "full" : "sample";
+  check.mode = StoreCheckMode(passages, t5);
   if (check.mode == "full") {
     ASSIGN_OR_RETURN(StoreStats stats, store.Scan(/*verify=*/true));
-    check.checked = stats.passages + stats.memories;
+    check.checked = stats.passages + stats.memories + stats.index_records;
     check.corrupt = stats.corrupt;
     for (const std::string& e : stats.corrupt_examples) {
       if (check.examples.size() < kExamples) check.examples.push_back(e);
     }
   }
   // Tokens from the text records (a passage's memory has one row per stored token id; Ingest and
-  // DeletePassages keep the sum by the same measure), which the BM25 rebuild has just read
-  // anyway; in "sample" mode, also the ids whose memory values are checked.
+  // DeletePassages keep the sum by the same measure); in "sample" mode, also the ids whose memory
+  // values are checked. A RocksDB iterator cannot step over a block failing its checksum: such
+  // damage ends the walk with an error (the store cannot be read as a whole).
   const int64_t stride = std::max<int64_t>(1, passages / std::max<int64_t>(1, sample));
   std::vector<std::string> ids;
   int64_t index = 0;
   RETURN_IF_ERROR(
       store.ForEachText([&](const std::string& id, const StatusOr<PassageText>& text) -> Status {
-        // Corrupt text records were logged and counted by the BM25 rebuild.
-        if (text.ok()) check.tokens += static_cast<int64_t>(text->token_ids.size());
+        if (text.ok()) {
+          check.tokens += static_cast<int64_t>(text->token_ids.size());
+        } else if (text.status().code() != StatusCode::kDataLoss) {
+          return text.status();
+        } else if (check.mode != "full") {  // "full" counted it in Scan already
+          ++check.corrupt;
+          if (check.examples.size() < kExamples) check.examples.push_back(text.status().message());
+        }
         if (check.mode == "sample" && index++ % stride == 0 &&
             static_cast<int64_t>(ids.size()) < sample) {
           ids.push_back(id);
@@ -218,6 +229,7 @@ Status MemoriaServer::WritePortsFile() const {
 }
 
 Status MemoriaServer::LoadAndServe() {
+  EnterPhase("loading model");
   if (config_.model_kind() == "t5") return LoadAndServeT5();
   const auto start = std::chrono::steady_clock::now();
   auto serving = std::make_unique<ServingModel>();
@@ -249,6 +261,7 @@ Status MemoriaServer::LoadAndServe() {
   serving->runner = std::make_unique<CompletionRunner>(serving->model, serving->tokenizer.get(),
                                                        config_.workers(), config_.queue_capacity(),
                                                        per_worker, &metrics_);
+  EnterPhase("warming up");
   RETURN_IF_ERROR(serving->runner->WarmUp());
   service_->StartServing(std::move(serving));
   TurnReady();
@@ -276,6 +289,15 @@ void MemoriaServer::TurnReady() {
   }
 }
 
+void MemoriaServer::EnterPhase(const std::string& phase) {
+  {
+    std::lock_guard<std::mutex> lock(phase_mu_);
+    phase_ = phase;
+  }
+  MEMORIA_LOG(kInfo, "starting: {}", phase);
+  if (startup_observer_) startup_observer_(phase);
+}
+
 Status MemoriaServer::LoadAndServeT5() {
   const auto start = std::chrono::steady_clock::now();
   auto serving = std::make_unique<ServingModel>();
@@ -286,9 +308,11 @@ Status MemoriaServer::LoadAndServeT5() {
     // Before turning ready (/readyz stays 503): the store's checksums, and its token count for
     // the store gauges.
     const auto verify_start = std::chrono::steady_clock::now();
+    EnterPhase("verifying passage store (" +
+               StoreCheckMode(serving->lumen->store->passage_count(), config_.t5()) + ")");
     ASSIGN_OR_RETURN(
         StoreCheck check,
-        CheckStoreAtStart(*serving->lumen->store, serving->lumen->retriever->size(), config_.t5()));
+        CheckStoreAtStart(*serving->lumen->store, serving->lumen->store->passage_count(), config_.t5()));
     serving->store_tokens.store(check.tokens);
     for (int64_t i = 0; i < check.corrupt; ++i) metrics_.CountDataLoss();
     const double seconds =
@@ -319,7 +343,7 @@ Status MemoriaServer::LoadAndServeT5() {
       "store {}, {} workers x {} threads, loaded in {:.2f} s",
       config_.model_dir(), mc.num_layers, l.lumen->memory_layers(), l.lumen->live_layers(), l.alpha,
       mc.d_model, mc.vocab_size,
-      l.store ? l.store->identity().ToString() + " with " + std::to_string(l.retriever->size()) +
+      l.store ? l.store->identity().ToString() + " with " + std::to_string(l.store->passage_count()) +
                     " passages"
               : l.no_store_reason,
       config_.workers(), per_worker,
@@ -359,8 +383,12 @@ HttpResponse MemoriaServer::HandleHttp(const std::string& path) {
   if (path == "/healthz") return {200, json, "{\"status\":\"alive\"}\n"};
   if (path == "/readyz") {
     if (ready_.load()) return {200, json, "{\"status\":\"ready\"}\n"};
-    const char* reason = draining_.load() ? "shutting down" : "loading model";
-    return {503, json, std::string("{\"status\":\"not ready\",\"reason\":\"") + reason + "\"}\n"};
+    std::string reason = "shutting down";
+    if (!draining_.load()) {
+      std::lock_guard<std::mutex> lock(phase_mu_);
+      reason = phase_;  // letters, spaces and parentheses: no JSON escaping needed
+    }
+    return {503, json, "{\"status\":\"not ready\",\"reason\":\"" + reason + "\"}\n"};
   }
   if (path == "/metrics")
     return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_.RenderPrometheus()};

@@ -4,19 +4,24 @@
 // HTTP probe/metrics server, model loading with a warm-up, and graceful draining.
 //
 // States and what the outside sees:
-//   listening, loading   gRPC health NOT_SERVING, /readyz 503 {"status":"loading"}, calls
-//   UNAVAILABLE ready                health SERVING, /readyz 200 (only after load + warm-up
-//   generation) draining (Drain)     health NOT_SERVING and /readyz 503 at once, new calls
-//   UNAVAILABLE,
-//                        in-flight calls run to completion until the drain timeout, then are
-//                        cancelled
+//   listening, starting  gRPC health NOT_SERVING, calls UNAVAILABLE, /readyz 503
+//                        {"status":"not ready","reason":<phase>}, the phase being "loading model"
+//                        (tokenizer, model, store open; for T5 also the warm-up generation), then
+//                        "warming up" (LLaMA) or, for a T5 server with a store, "verifying passage
+//                        store (<mode>)" (the start-up check of t5.store_verify_at_start)
+//   ready                health SERVING, /readyz 200 (only after all of the above)
+//   draining (Drain)     health NOT_SERVING and /readyz 503 "shutting down" at once, new calls
+//                        UNAVAILABLE, in-flight calls run to completion until the drain timeout,
+//                        then are cancelled
 //   /healthz is 200 in every state while the process lives.
 #pragma once
 
 #include <grpcpp/server.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "base/status.h"
@@ -46,11 +51,18 @@ class MemoriaServer {
   int grpc_port() const { return grpc_port_; }
   int http_port() const { return http_ ? http_->port() : -1; }
 
+  // Test hook: called on LoadAndServe's thread with each start-up phase as it begins (the
+  // /readyz reason), before the work of that phase. Set before LoadAndServe.
+  void SetStartupObserverForTest(std::function<void(const std::string& phase)> observer) {
+    startup_observer_ = std::move(observer);
+  }
+
  private:
   // The T5 half of LoadAndServe (model_kind "t5"): LUMEN model, store check, retriever, warm-up.
   Status LoadAndServeT5();
   int ThreadsPerWorker() const;
   void TurnReady();  // ready + health SERVING unless a drain began
+  void EnterPhase(const std::string& phase);  // the start-up phase /readyz reports
   HttpResponse HandleHttp(const std::string& path);
   Status WritePortsFile() const;
 
@@ -65,6 +77,9 @@ class MemoriaServer {
   int grpc_port_ = 0;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
+  mutable std::mutex phase_mu_;
+  std::string phase_ = "loading model";  // guarded by phase_mu_
+  std::function<void(const std::string&)> startup_observer_;
 };
 
 }  // namespace memoria

@@ -1,5 +1,6 @@
 // The states an in-process MemoriaServer shows the outside: listening but loading (health
-// NOT_SERVING, /readyz 503 "loading model", calls UNAVAILABLE), ready (SERVING, 200), draining.
+// NOT_SERVING, /readyz 503 "loading model", calls UNAVAILABLE), ready (SERVING, 200), draining;
+// and a T5 server still not ready while it verifies its passage store.
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 #include "server/config.h"
 #include "server/server.h"
 #include "tests/server_process.h"
+#include "tests/tiny_t5_server.h"
 
 namespace memoria {
 namespace {
@@ -68,6 +70,64 @@ TEST(ServerLifecycleTest, NotReadyWhileLoadingReadyAfterWarmUpNotReadyWhenDraini
   // Both servers are closed after the drain.
   EXPECT_EQ(testing::HttpGet(server.http_port(), "/healthz").status, 0);
   std::filesystem::remove_all(model);
+}
+
+// The start-up store check runs before the server turns ready: while it runs, /readyz is 503
+// naming it, health is NOT_SERVING and calls are refused. The observer runs on the loading thread
+// at the start of each phase, so the probes below happen during the check, not around it.
+TEST(ServerLifecycleTest, T5ServerIsNotReadyWhileItVerifiesItsStore) {
+  MEMORIA_REQUIRE_SHARED();
+  const std::string root = testing::MakeTempDir("memoria-lifecycle-t5");
+  ASSERT_TRUE(WriteRandomT5ModelDir(testing::TinyT5Config(), 5, root + "/model").ok());
+  v1::ServerConfig config;
+  config.set_listen_address("127.0.0.1:0");
+  config.set_http_port(0);
+  config.set_model_dir(root + "/model");
+  config.set_tokenizer_path(testing::SharedPath("models/llama2-tokenizer/tokenizer.model"));
+  config.set_store_dir(root + "/store");
+  config.set_threads(1);
+  config.set_log_level("warning");
+  ASSERT_TRUE(ApplyDefaultsAndValidate(&config).ok());
+  {  // a store with passages to verify
+    std::unique_ptr<MemoriaServer> first;
+    const Status started = testing::StartInProcessServer(config, &first);
+    ASSERT_TRUE(started.ok()) << started.ToString();
+    auto stub = testing::LoopbackStub(first->grpc_port());
+    v1::IngestReply reply;
+    std::vector<testing::TestPassage> passages;
+    for (int i = 0; i < 3; ++i) passages.push_back(testing::MakePassage("p" + std::to_string(i), 10, i));
+    const grpc::Status ingested = testing::IngestStream(stub.get(), passages, &reply);
+    ASSERT_TRUE(ingested.ok()) << ingested.error_message();
+    first->Drain();
+  }
+
+  MemoriaServer server(config);
+  ASSERT_TRUE(server.Listen().ok());
+  const std::string target = "127.0.0.1:" + std::to_string(server.grpc_port());
+  std::vector<std::string> phases;
+  int probed = 0;
+  server.SetStartupObserverForTest([&](const std::string& phase) {
+    phases.push_back(phase);
+    if (phase.rfind("verifying passage store", 0) != 0) return;
+    ++probed;
+    const testing::HttpResult ready = testing::HttpGet(server.http_port(), "/readyz");
+    EXPECT_EQ(ready.status, 503);
+    EXPECT_NE(ready.body.find("\"reason\":\"verifying passage store (full)\""), std::string::npos)
+        << ready.body;
+    EXPECT_EQ(Health(target), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    auto stub = testing::LoopbackStub(server.grpc_port());
+    v1::GenerateReply reply;
+    const grpc::Status status = testing::AskWithPassages(stub.get(), "what?", {"p0"}, &reply);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  });
+  const Status loaded = server.LoadAndServe();
+  ASSERT_TRUE(loaded.ok()) << loaded.ToString();
+  EXPECT_EQ(probed, 1);
+  EXPECT_EQ(phases, (std::vector<std::string>{"loading model", "verifying passage store (full)"}));
+  EXPECT_EQ(testing::HttpGet(server.http_port(), "/readyz").status, 200);
+  EXPECT_EQ(Health(target), grpc::health::v1::HealthCheckResponse::SERVING);
+  server.Drain();
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
 #include "storage/passage_store.h"
 
-#include <nmmintrin.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
@@ -16,116 +15,23 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "storage/bm25_postings.h"
+#include "storage/rocks_status.h"
+
 namespace memoria {
 namespace {
 
 using Json = nlohmann::json;
 
 // Column family order in handles_.
-enum Cf { kDefault = 0, kMeta = 1, kCodec = 2, kPassages = 3, kMemory = 4 };
-const char* const kCfNames[] = {"default", "meta", "codec", "passages", "memory"};
+enum Cf { kDefault = 0, kMeta = 1, kCodec = 2, kPassages = 3, kMemory = 4, kBm25 = 5 };
+constexpr int kNumCfs = 6;
+const char* const kCfNames[kNumCfs] = {"default", "meta", "codec", "passages", "memory", "bm25"};
+// Passages per WriteBatch when the retrieval index is rebuilt: bounded memory for any store size.
+constexpr size_t kRebuildBatchPassages = 512;
 
-// Value kinds (the first byte of every value).
-constexpr uint8_t kKindIdentity = 'I';
-constexpr uint8_t kKindStateChunk = 'S';
-constexpr uint8_t kKindStateCount = 'N';
-constexpr uint8_t kKindPassage = 'P';
-constexpr uint8_t kKindMemory = 'M';
-
-constexpr size_t kFrameBytes = 2 + 4;  // kind, version, CRC32C
 constexpr size_t kStateChunkBytes = 4u << 20;
 constexpr size_t kMemoryHeaderBytes = 1 + 4 + 4 + 4;
-
-const char* KindName(uint8_t kind) {
-  switch (kind) {
-    case kKindIdentity: return "identity";
-    case kKindStateChunk: return "codec state chunk";
-    case kKindStateCount: return "codec state count";
-    case kKindPassage: return "passage text";
-    case kKindMemory: return "passage memory";
-  }
-  return "unknown";
-}
-
-void PutU32(std::string* s, uint32_t v) { s->append(reinterpret_cast<const char*>(&v), 4); }
-void PutU64(std::string* s, uint64_t v) { s->append(reinterpret_cast<const char*>(&v), 8); }
-
-// Bounds-checked little-endian reader over a payload.
-class Reader {
- public:
-  Reader(const char* p, size_t n) : p_(p), n_(n) {}
-  bool U8(uint8_t* v) { return Raw(v, 1); }
-  bool U32(uint32_t* v) { return Raw(v, 4); }
-  bool U64(uint64_t* v) { return Raw(v, 8); }
-  bool Bytes(size_t len, std::string* out) {
-    if (len > n_ - pos_) return false;
-    out->assign(p_ + pos_, len);
-    pos_ += len;
-    return true;
-  }
-  size_t remaining() const { return n_ - pos_; }
-  const char* here() const { return p_ + pos_; }
-
- private:
-  bool Raw(void* v, size_t len) {
-    if (len > n_ - pos_) return false;
-    std::memcpy(v, p_ + pos_, len);
-    pos_ += len;
-    return true;
-  }
-  const char* p_;
-  size_t n_;
-  size_t pos_ = 0;
-};
-
-std::string Frame(uint8_t kind, const std::string& payload, uint8_t version = kStoreFormatVersion) {
-  std::string v;
-  v.reserve(payload.size() + kFrameBytes);
-  v.push_back(static_cast<char>(kind));
-  v.push_back(static_cast<char>(version));
-  v.append(payload);
-  PutU32(&v, Crc32c(v.data(), v.size()));
-  return v;
-}
-
-// Checks a framed value; on success *payload/*len point into value.
-Status Unframe(const char* value, size_t size, uint8_t kind, const std::string& what,
-               const char** payload, size_t* len) {
-  if (size < kFrameBytes) {
-    return DataLossError(what + ": value is " + std::to_string(size) + " bytes, shorter than the " +
-                         std::to_string(kFrameBytes) + "-byte frame (truncated)");
-  }
-  uint32_t stored;
-  std::memcpy(&stored, value + size - 4, 4);
-  const uint32_t computed = Crc32c(value, size - 4);
-  if (stored != computed) {
-    char buf[96];
-    std::snprintf(buf, sizeof(buf), ": checksum mismatch (stored 0x%08x, computed 0x%08x, %zu bytes)",
-                  stored, computed, size);
-    return DataLossError(what + buf);
-  }
-  const uint8_t got_kind = static_cast<uint8_t>(value[0]), version = static_cast<uint8_t>(value[1]);
-  if (got_kind != kind) {
-    return DataLossError(what + ": value is a " + KindName(got_kind) + " record, expected " + KindName(kind));
-  }
-  if (version == 0 || version > kStoreFormatVersion) {
-    return FailedPreconditionError(what + ": value has format version " + std::to_string(version) +
-                                   ", this build reads versions 1.." + std::to_string(kStoreFormatVersion));
-  }
-  *payload = value + 2;
-  *len = size - kFrameBytes;
-  return Status::Ok();
-}
-
-Status FromRocks(const rocksdb::Status& s, const std::string& what) {
-  if (s.ok()) return Status::Ok();
-  const std::string msg = what + ": " + s.ToString();
-  if (s.IsNotFound()) return NotFoundError(msg);
-  if (s.IsCorruption()) return DataLossError(msg);
-  if (s.IsIOError() || s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) return UnavailableError(msg);
-  if (s.IsInvalidArgument()) return InvalidArgumentError(msg);
-  return InternalError(msg);
-}
 
 std::string PassageName(const std::string& id) { return "passage '" + id + "'"; }
 
@@ -149,8 +55,8 @@ Status ParseMemoryValue(const std::string& id, const char* value, size_t size, c
   const std::string what = PassageName(id) + " memory";
   const char* payload;
   size_t len;
-  RETURN_IF_ERROR(Unframe(value, size, kKindMemory, what, &payload, &len));
-  Reader r(payload, len);
+  RETURN_IF_ERROR(Unframe(value, size, RecordKind::kMemory, what, &payload, &len));
+  PayloadReader r(payload, len);
   uint8_t codec_id;
   uint32_t num_tokens, dim, code_bytes;
   if (!r.U8(&codec_id) || !r.U32(&num_tokens) || !r.U32(&dim) || !r.U32(&code_bytes)) {
@@ -181,8 +87,8 @@ Status ParsePassageValue(const std::string& id, const char* value, size_t size, 
   const std::string what = PassageName(id) + " text";
   const char* payload;
   size_t len;
-  RETURN_IF_ERROR(Unframe(value, size, kKindPassage, what, &payload, &len));
-  Reader r(payload, len);
+  RETURN_IF_ERROR(Unframe(value, size, RecordKind::kPassage, what, &payload, &len));
+  PayloadReader r(payload, len);
   uint32_t title_len, text_len, n;
   if (!r.U32(&title_len) || !r.Bytes(title_len, &out->title) || !r.U32(&text_len) ||
       !r.Bytes(text_len, &out->text) || !r.U32(&n) || r.remaining() != uint64_t{n} * 4) {
@@ -207,19 +113,6 @@ std::string IdentityJson(const StoreIdentity& id) {
 
 }  // namespace
 
-__attribute__((target("sse4.2"))) uint32_t Crc32c(const void* data, size_t n) {
-  const uint8_t* p = static_cast<const uint8_t*>(data);
-  uint64_t crc = 0xffffffffu;
-  for (; n >= 8; n -= 8, p += 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    crc = _mm_crc32_u64(crc, v);
-  }
-  uint32_t c = static_cast<uint32_t>(crc);
-  for (; n > 0; --n, ++p) c = _mm_crc32_u8(c, *p);
-  return c ^ 0xffffffffu;
-}
-
 std::string EncodeMemoryValue(CodecId codec, int64_t num_tokens, int64_t dim, const std::string& codes,
                               uint8_t version) {
   std::string payload;
@@ -229,7 +122,7 @@ std::string EncodeMemoryValue(CodecId codec, int64_t num_tokens, int64_t dim, co
   PutU32(&payload, static_cast<uint32_t>(dim));
   PutU32(&payload, static_cast<uint32_t>(codes.size()));
   payload.append(codes);
-  return Frame(kKindMemory, payload, version);
+  return Frame(RecordKind::kMemory, payload, version);
 }
 
 std::string StoreIdentity::ToString() const {
@@ -303,7 +196,7 @@ Status PassageStore::OpenDb(const PassageStoreOptions& options, const std::strin
   auto table_factory = std::shared_ptr<rocksdb::TableFactory>(rocksdb::NewBlockBasedTableFactory(table));
 
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < kNumCfs; ++i) {
     rocksdb::ColumnFamilyOptions cf;
     cf.table_factory = table_factory;
     if (i == kMemory) {
@@ -325,10 +218,19 @@ Status PassageStore::OpenDb(const PassageStoreOptions& options, const std::strin
     }
     std::vector<std::string> names;
     RETURN_IF_ERROR(FromRocks(rocksdb::DB::ListColumnFamilies(db_options, dir, &names), "listing " + dir));
-    for (const char* want : kCfNames) {
-      if (std::find(names.begin(), names.end(), want) == names.end()) {
+    for (int i = 0; i < kBm25; ++i) {
+      if (std::find(names.begin(), names.end(), kCfNames[i]) == names.end()) {
         return FailedPreconditionError(dir + " is a RocksDB database but not a passage store (no column family '" +
-                                       std::string(want) + "')");
+                                       std::string(kCfNames[i]) + "')");
+      }
+    }
+    // A store made before the retrieval index existed: a read-write open adds the family and
+    // Open builds the index; a read-only open goes without it.
+    if (std::find(names.begin(), names.end(), kCfNames[kBm25]) == names.end()) {
+      if (options.read_only) {
+        cfs.pop_back();
+      } else {
+        db_options.create_missing_column_families = true;
       }
     }
   }
@@ -383,19 +285,21 @@ Status PassageStore::Create(const PassageStoreOptions& options, const std::strin
   for (uint32_t i = 0; i < chunks; ++i) {
     const size_t begin = size_t{i} * kStateChunkBytes;
     const std::string chunk = state.substr(begin, std::min(kStateChunkBytes, state.size() - begin));
-    RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kCodec], StateChunkKey(i), Frame(kKindStateChunk, chunk)), "batch"));
+    RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kCodec], StateChunkKey(i), Frame(RecordKind::kStateChunk, chunk)), "batch"));
   }
   std::string count;
   PutU32(&count, chunks);
   PutU64(&count, state.size());
   PutU32(&count, Crc32c(state.data(), state.size()));
-  RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kCodec], "state/count", Frame(kKindStateCount, count)), "batch"));
-  RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kMeta], "identity", Frame(kKindIdentity, IdentityJson(identity))), "batch"));
+  RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kCodec], "state/count", Frame(RecordKind::kStateCount, count)), "batch"));
+  RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kMeta], "identity", Frame(RecordKind::kIdentity, IdentityJson(identity))), "batch"));
+  RETURN_IF_ERROR(PutBm25Totals(store->handles_[kBm25], Bm25Totals{}, &batch));
   const bool sync = store->options_.sync;
   store->options_.sync = true;  // creation is always durable
   RETURN_IF_ERROR(store->WriteDurably(&batch));
   store->options_.sync = sync;
   RETURN_IF_ERROR(store->LoadIdentityAndCodec(&identity));
+  store->passages_.store(0);
   *out = std::move(store);
   return Status::Ok();
 }
@@ -405,6 +309,17 @@ Status PassageStore::Open(const PassageStoreOptions& options, const std::string&
   std::unique_ptr<PassageStore> store;
   RETURN_IF_ERROR(OpenDb(options, dir, /*create=*/false, &store));
   RETURN_IF_ERROR(store->LoadIdentityAndCodec(expected));
+  if (store->handles_.size() > kBm25) {
+    auto totals = ReadBm25Totals(store->db_, store->handles_[kBm25], nullptr);
+    if (totals.ok()) {
+      store->passages_.store(totals->docs);
+    } else if (totals.status().code() != StatusCode::kNotFound) {
+      return totals.status().WithContext("passage store " + dir);
+    } else if (!options.read_only) {
+      // No totals record: the family was just added, or a build was interrupted.
+      RETURN_IF_ERROR(store->RebuildRetrievalIndex().WithContext("building the retrieval index of " + dir));
+    }
+  }
   *out = std::move(store);
   return Status::Ok();
 }
@@ -418,7 +333,7 @@ Status PassageStore::LoadIdentityAndCodec(const StoreIdentity* expected) {
   RETURN_IF_ERROR(FromRocks(s, dir_ + ": reading the identity"));
   const char* payload;
   size_t len;
-  RETURN_IF_ERROR(Unframe(value.data(), value.size(), kKindIdentity, dir_ + ": identity", &payload, &len));
+  RETURN_IF_ERROR(Unframe(value.data(), value.size(), RecordKind::kIdentity, dir_ + ": identity", &payload, &len));
   const Json j = Json::parse(payload, payload + len, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return DataLossError(dir_ + ": identity is not a JSON object");
   StoreIdentity id;
@@ -446,8 +361,8 @@ Status PassageStore::LoadIdentityAndCodec(const StoreIdentity* expected) {
   s = db_->Get(ro, handles_[kCodec], "state/count", &value);
   if (s.IsNotFound()) return DataLossError(dir_ + ": codec state record is missing");
   RETURN_IF_ERROR(FromRocks(s, dir_ + ": reading the codec state"));
-  RETURN_IF_ERROR(Unframe(value.data(), value.size(), kKindStateCount, dir_ + ": codec state count", &payload, &len));
-  Reader r(payload, len);
+  RETURN_IF_ERROR(Unframe(value.data(), value.size(), RecordKind::kStateCount, dir_ + ": codec state count", &payload, &len));
+  PayloadReader r(payload, len);
   uint32_t chunks, crc;
   uint64_t total;
   if (!r.U32(&chunks) || !r.U64(&total) || !r.U32(&crc) || r.remaining() != 0) {
@@ -458,7 +373,7 @@ Status PassageStore::LoadIdentityAndCodec(const StoreIdentity* expected) {
   for (uint32_t i = 0; i < chunks; ++i) {
     s = db_->Get(ro, handles_[kCodec], StateChunkKey(i), &value);
     RETURN_IF_ERROR(FromRocks(s, dir_ + ": codec state chunk " + std::to_string(i)));
-    RETURN_IF_ERROR(Unframe(value.data(), value.size(), kKindStateChunk,
+    RETURN_IF_ERROR(Unframe(value.data(), value.size(), RecordKind::kStateChunk,
                             dir_ + ": codec state chunk " + std::to_string(i), &payload, &len));
     state.append(payload, len);
   }
@@ -482,11 +397,15 @@ Status PassageStore::Ingest(const ThreadPool& pool, const std::vector<PassageInp
       return InvalidArgumentError(PassageName(p.id) + ": " + std::to_string(p.num_tokens) + " tokens but no memory");
     }
   }
+  std::lock_guard<std::mutex> write_lock(write_mu_);
   RETURN_IF_ERROR(ReopenIfNeeded());
   std::shared_lock<std::shared_mutex> lock(mu_);
   RETURN_IF_ERROR(CheckOpen());
+  RETURN_IF_ERROR(CheckWritableIndex());
   rocksdb::WriteBatch wb;
   std::string codes;
+  std::vector<Bm25Change> changes;
+  changes.reserve(batch.size());
   for (const auto& p : batch) {
     codes.assign(codec_->code_size(p.num_tokens), '\0');
     RETURN_IF_ERROR(codec_->Encode(pool, p.num_tokens, p.memory, codec_->dim(),
@@ -498,24 +417,112 @@ Status PassageStore::Ingest(const ThreadPool& pool, const std::vector<PassageInp
     text += p.text;
     PutU32(&text, static_cast<uint32_t>(p.token_ids.size()));
     text.append(reinterpret_cast<const char*>(p.token_ids.data()), p.token_ids.size() * 4);
-    RETURN_IF_ERROR(FromRocks(wb.Put(handles_[kPassages], p.id, Frame(kKindPassage, text)), "batch"));
+    RETURN_IF_ERROR(FromRocks(wb.Put(handles_[kPassages], p.id, Frame(RecordKind::kPassage, text)), "batch"));
     RETURN_IF_ERROR(FromRocks(
         wb.Put(handles_[kMemory], p.id, EncodeMemoryValue(codec_->spec().id, p.num_tokens, codec_->dim(), codes)),
         "batch"));
+    changes.push_back(Bm25Change{p.id, /*remove=*/false, &p.title, &p.text});
   }
-  return WriteDurably(&wb);
+  return WriteWithIndexChanges(changes, &wb);
 }
 
 Status PassageStore::Delete(const std::vector<std::string>& ids) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
   RETURN_IF_ERROR(ReopenIfNeeded());
   std::shared_lock<std::shared_mutex> lock(mu_);
   RETURN_IF_ERROR(CheckOpen());
+  RETURN_IF_ERROR(CheckWritableIndex());
   rocksdb::WriteBatch wb;
+  std::vector<Bm25Change> changes;
+  std::unordered_set<std::string> seen;
   for (const auto& id : ids) {
+    if (!seen.insert(id).second) continue;
     RETURN_IF_ERROR(FromRocks(wb.Delete(handles_[kPassages], id), "batch"));
     RETURN_IF_ERROR(FromRocks(wb.Delete(handles_[kMemory], id), "batch"));
+    changes.push_back(Bm25Change{id, /*remove=*/true, nullptr, nullptr});
   }
-  return WriteDurably(&wb);
+  return WriteWithIndexChanges(changes, &wb);
+}
+
+Status PassageStore::CheckWritableIndex() const {
+  if (options_.read_only) return FailedPreconditionError("passage store " + dir_ + " is open read-only");
+  if (handles_.size() <= kBm25 || passages_.load() < 0) {
+    return FailedPreconditionError("passage store " + dir_ + " has no complete retrieval index");
+  }
+  return Status::Ok();
+}
+
+Status PassageStore::WriteWithIndexChanges(const std::vector<Bm25Change>& changes, rocksdb::WriteBatch* wb) {
+  ASSIGN_OR_RETURN(Bm25Totals totals, ReadBm25Totals(db_, handles_[kBm25], nullptr));
+  RETURN_IF_ERROR(StageBm25Changes(db_, handles_[kBm25], changes, wb, &totals));
+  RETURN_IF_ERROR(PutBm25Totals(handles_[kBm25], totals, wb));
+  RETURN_IF_ERROR(WriteDurably(wb));
+  passages_.store(totals.docs);
+  return Status::Ok();
+}
+
+Status PassageStore::RebuildRetrievalIndex(int64_t* skipped) {
+  std::lock_guard<std::mutex> write_lock(write_mu_);
+  RETURN_IF_ERROR(ReopenIfNeeded());
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  RETURN_IF_ERROR(CheckOpen());
+  if (options_.read_only) return FailedPreconditionError("passage store " + dir_ + " is open read-only");
+  rocksdb::ColumnFamilyHandle* cf = handles_[kBm25];
+  // Every key of the family starts with 'd', 'p' or 't' (bm25_postings.h). The totals record
+  // goes first, so an interrupted rebuild leaves an index without totals: rebuilt on next Open.
+  passages_.store(-1);
+  {
+    rocksdb::WriteBatch clear;
+    RETURN_IF_ERROR(FromRocks(clear.DeleteRange(cf, "", "\xff"), "batch"));
+    RETURN_IF_ERROR(WriteDurably(&clear));
+  }
+  Bm25Totals totals;
+  int64_t bad = 0;
+  std::vector<std::pair<std::string, PassageText>> pending;
+  auto flush = [&]() -> Status {
+    std::vector<Bm25Change> changes;
+    changes.reserve(pending.size());
+    for (const auto& [id, text] : pending) changes.push_back(Bm25Change{id, false, &text.title, &text.text});
+    rocksdb::WriteBatch wb;
+    RETURN_IF_ERROR(StageBm25Changes(db_, cf, changes, &wb, &totals));
+    pending.clear();
+    return WriteDurably(&wb);
+  };
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  ro.verify_checksums = true;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kPassages]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string id = it->key().ToString();
+    PassageText text;
+    if (!ParsePassageValue(id, it->value().data(), it->value().size(), &text).ok()) {
+      ++bad;
+      continue;
+    }
+    pending.emplace_back(id, std::move(text));
+    if (pending.size() == kRebuildBatchPassages) RETURN_IF_ERROR(flush());
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "walking the passages of " + dir_));
+  RETURN_IF_ERROR(flush());
+  rocksdb::WriteBatch last;
+  RETURN_IF_ERROR(PutBm25Totals(cf, totals, &last));
+  RETURN_IF_ERROR(WriteDurably(&last));
+  passages_.store(totals.docs);
+  if (skipped != nullptr) *skipped = bad;
+  return Status::Ok();
+}
+
+StatusOr<std::vector<Bm25Hit>> PassageStore::Search(const std::string& query, int top_k) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  RETURN_IF_ERROR(CheckOpen());
+  if (handles_.size() <= kBm25) {
+    return FailedPreconditionError("passage store " + dir_ +
+                                   " has no retrieval index (made by an older version and opened "
+                                   "read-only): open it read-write once to build it");
+  }
+  auto hits = SearchBm25(db_, handles_[kBm25], query, top_k);
+  if (!hits.ok()) return hits.status().WithContext("passage store " + dir_);
+  return hits;
 }
 
 namespace {
@@ -651,7 +658,17 @@ StatusOr<StoreStats> PassageStore::Scan(bool verify) const {
     }
     if (!it->status().ok()) record(FromRocks(it->status(), "scanning memory"));
   }
-  for (int cf = kMeta; cf <= kMemory; ++cf) {
+  if (handles_.size() > kBm25) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kBm25]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++stats.index_records;
+      if (!verify) continue;
+      Status st = VerifyBm25Record(it->key().ToString(), it->value().data(), it->value().size());
+      if (!st.ok()) record(st);
+    }
+    if (!it->status().ok()) record(FromRocks(it->status(), "scanning the retrieval index"));
+  }
+  for (int cf = kMeta; cf < static_cast<int>(handles_.size()); ++cf) {
     uint64_t v = 0;
     if (db_->GetIntProperty(handles_[cf], "rocksdb.total-sst-files-size", &v)) stats.sst_bytes += v;
     if (db_->GetIntProperty(handles_[cf], "rocksdb.total-blob-file-size", &v)) stats.sst_bytes += v;
@@ -674,6 +691,15 @@ Status PassageStore::PutRawMemoryValueForTest(const std::string& id, const std::
   RETURN_IF_ERROR(CheckOpen());
   rocksdb::WriteBatch wb;
   RETURN_IF_ERROR(FromRocks(wb.Put(handles_[kMemory], id, value), "batch"));
+  return WriteDurably(&wb);
+}
+
+Status PassageStore::PutRawIndexValueForTest(const std::string& key, const std::string& value) {
+  RETURN_IF_ERROR(ReopenIfNeeded());
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  RETURN_IF_ERROR(CheckOpen());
+  rocksdb::WriteBatch wb;
+  RETURN_IF_ERROR(FromRocks(wb.Put(handles_[kBm25], key, value), "batch"));
   return WriteDurably(&wb);
 }
 

@@ -9,6 +9,11 @@
 //             (C = 65536 codebooks are hundreds of MB); "state/count" -> chunk count + size
 //   passages  passage id -> title, text, token ids
 //   memory    passage id -> codec id, num_tokens, dim, codes (code_size(num_tokens) bytes)
+//   bm25      the built-in retriever's index over the passages' words (storage/bm25_postings.h):
+//             per-passage term lists, per-term postings and the totals BM25 needs. It is written
+//             in the same WriteBatch as the passages, so it is always exactly the stored passages.
+//             A store made before this family existed gets it on its first read-write Open (one
+//             walk of the text records); a read-only Open of such a store has no Search.
 //
 // Every value is framed as
 //   /// Layout: kind (u8) | format version (u8) | payload | CRC32C of the bytes before it (u32 LE)
@@ -54,13 +59,16 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
 #include "kernels/thread_pool.h"
+#include "storage/bm25.h"
 #include "storage/codec.h"
+#include "storage/record_framing.h"  // Frame, Crc32c, kStoreFormatVersion
 
 namespace rocksdb {
 class DB;
@@ -72,8 +80,7 @@ class WriteBatch;
 
 namespace memoria {
 
-// Bumped when a value layout changes; values of a newer version are refused, not misread.
-inline constexpr uint8_t kStoreFormatVersion = 1;
+struct Bm25Change;  // storage/bm25_postings.h
 
 struct PassageStoreOptions {
   // fsync the WAL before acknowledging a write (see Durability above). Default true.
@@ -142,6 +149,7 @@ struct StoreStats {
   int64_t code_bytes = 0;      // sum of code bytes (payload only)
   int64_t memory_value_bytes = 0;  // sum of whole memory values (framing included)
   int64_t text_value_bytes = 0;
+  int64_t index_records = 0;   // records of the retrieval index (bm25 family)
   int64_t corrupt = 0;         // values failing verification (Scan with verify)
   std::vector<std::string> corrupt_examples;  // "passage 'x': <error>", at most 10
   int64_t sst_bytes = 0;       // RocksDB live SST + blob file bytes on disk
@@ -170,10 +178,27 @@ class PassageStore {
   int64_t reopen_attempts() const { return reopen_attempts_.load(); }
 
   // Encodes every passage's memory with the store's codec and writes the batch atomically and
-  // durably (see Durability). Existing ids are overwritten.
+  // durably (see Durability), with the retrieval index's entries for the passages' words. Existing
+  // ids are overwritten. DATA_LOSS naming the passage when an overwritten passage's index record
+  // fails verification (RebuildRetrievalIndex repairs the index).
   Status Ingest(const ThreadPool& pool, const std::vector<PassageInput>& batch);
-  // Deletes passages (absent ids are not an error), atomically and durably.
+  // Deletes passages and their index entries (absent ids are not an error), atomically and
+  // durably.
   Status Delete(const std::vector<std::string>& ids);
+
+  // The built-in retriever: the best top_k passages for `query` by BM25 over their title and
+  // text words (storage/bm25.h), best first, from one consistent snapshot. Empty when no stored
+  // passage holds a query word. FAILED_PRECONDITION when the store has no complete index (a
+  // read-only Open of a store made before the index existed); DATA_LOSS naming the term and
+  // passage of an index record failing verification.
+  StatusOr<std::vector<Bm25Hit>> Search(const std::string& query, int top_k) const;
+  // Passages stored (text records), as the retrieval index counts them; -1 when the store has no
+  // complete index (see Search).
+  int64_t passage_count() const { return passages_.load(); }
+  // Rebuilds the retrieval index from the text records (one walk): the repair for an index record
+  // that fails verification. Text records failing verification are left out (they answer
+  // DATA_LOSS when read); *skipped (optional) counts them. Writes are held off meanwhile.
+  Status RebuildRetrievalIndex(int64_t* skipped = nullptr);
 
   // Batched point reads (RocksDB MultiGet); result i belongs to ids[i].
   std::vector<StatusOr<PassageText>> GetText(const std::vector<std::string>& ids) const;
@@ -199,6 +224,8 @@ class PassageStore {
 
   // Test hook: writes `value` verbatim as passage id's memory value (corruption tests).
   Status PutRawMemoryValueForTest(const std::string& id, const std::string& value);
+  // Test hook: writes `value` verbatim under `key` in the retrieval index (bm25_postings.h keys).
+  Status PutRawIndexValueForTest(const std::string& key, const std::string& value);
   // Test hook: the stored memory value of id, unverified.
   StatusOr<std::string> GetRawMemoryValueForTest(const std::string& id) const;
 
@@ -208,6 +235,11 @@ class PassageStore {
                        std::unique_ptr<PassageStore>* out);
   // Callers hold mu_ (shared). A failed write marks the store for reopening.
   Status WriteDurably(rocksdb::WriteBatch* batch);
+  // FAILED_PRECONDITION for a read-only store or one without a complete index. Callers hold mu_.
+  Status CheckWritableIndex() const;
+  // Adds the index changes and the new totals to *wb, writes it durably and publishes the new
+  // passage count. Callers hold write_mu_ and mu_ (shared).
+  Status WriteWithIndexChanges(const std::vector<Bm25Change>& changes, rocksdb::WriteBatch* wb);
   Status LoadIdentityAndCodec(const StoreIdentity* expected);
   // Before a write: reopens the database when a previous write failed (exclusive lock).
   Status ReopenIfNeeded();
@@ -222,7 +254,8 @@ class PassageStore {
   std::unique_ptr<Codec> codec_;
   std::shared_ptr<rocksdb::Env> env_;  // wraps options_.file_system; null = the default Env
   rocksdb::DB* db_ = nullptr;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, codec, passages, memory
+  // default, meta, codec, passages, memory, bm25 (no bm25 in a read-only open of an old store)
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   struct RocksOpenParams;  // the DBOptions and column families db_ was opened with
   std::unique_ptr<RocksOpenParams> open_params_;
   // Shared by every use of db_/handles_; exclusive while reopening.
@@ -230,10 +263,11 @@ class PassageStore {
   std::atomic<bool> reopen_needed_{false};
   std::atomic<int64_t> reopen_attempts_{0};
   std::string reopen_error_;  // why the last reopen failed (db_ == nullptr then); guarded by mu_
+  // Serializes Ingest/Delete/RebuildRetrievalIndex: each reads the index records its batch
+  // replaces (bm25_postings.h). Taken before mu_.
+  std::mutex write_mu_;
+  std::atomic<int64_t> passages_{-1};  // index totals of the last durable write; -1: no index
 };
-
-// CRC32C (Castagnoli) of n bytes; the checksum in every stored value.
-uint32_t Crc32c(const void* data, size_t n);
 
 // The memory value layout above, for tools and tests that build or parse values directly.
 std::string EncodeMemoryValue(CodecId codec, int64_t num_tokens, int64_t dim,

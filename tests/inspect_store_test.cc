@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/testing.h"
+#include "storage/bm25_postings.h"
 #include "storage/passage_store.h"
 
 namespace memoria {
@@ -56,6 +57,8 @@ TEST(InspectStoreTest, PrintsBytesPerTokenAndRatiosAndFindsCorruption) {
   EXPECT_NE(out.find("bytes per token:    8 "), std::string::npos) << out;
   EXPECT_NE(out.find("32.00x vs fp32 (256 B/token), 16.00x vs bf16 (128 B/token)"), std::string::npos) << out;
   EXPECT_NE(out.find("verify:             OK"), std::string::npos) << out;
+  // 4 term records (no words: these passages have no text) and the totals.
+  EXPECT_NE(out.find("retrieval index:    bm25, 4 passages, 5 records"), std::string::npos) << out;
 
   {
     std::unique_ptr<PassageStore> store;
@@ -63,10 +66,21 @@ TEST(InspectStoreTest, PrintsBytesPerTokenAndRatiosAndFindsCorruption) {
     std::string v = *store->GetRawMemoryValueForTest("p2");
     v[40] ^= 1;
     ASSERT_TRUE(store->PutRawMemoryValueForTest("p2", v).ok());
+    ASSERT_TRUE(store->PutRawIndexValueForTest(Bm25DocKey("p1"), "junk").ok());
   }
   std::tie(code, out) = RunShell(MemoriaBinary() + " inspect-store --store " + dir + " --verify");
   EXPECT_EQ(code, 1) << out;
   EXPECT_NE(out.find("passage 'p2' memory: checksum mismatch"), std::string::npos) << out;
+  EXPECT_NE(out.find("2 corrupt value(s)"), std::string::npos) << out;
+  EXPECT_NE(out.find("passage 'p1' retrieval-index terms: value is 4 bytes"), std::string::npos) << out;
+  // The index is rebuilt from the text records; the damaged memory value stays damaged.
+  std::tie(code, out) =
+      RunShell(MemoriaBinary() + " inspect-store --store " + dir + " --rebuild-index --verify");
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("rebuilt the retrieval index: 4 passages indexed, 0 corrupt text records left out"),
+            std::string::npos) << out;
+  EXPECT_NE(out.find("1 corrupt value(s)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("retrieval-index terms"), std::string::npos) << out;
 
   std::tie(code, out) = RunShell(MemoriaBinary() + " inspect-store --store " + dir + "/missing");
   EXPECT_NE(code, 0) << out;

@@ -1,5 +1,6 @@
-// kill -9 during ingest, many times: every reopen succeeds, no acknowledged passage is lost, and
-// every batch is all present or all absent (reliability.md, "Storage durability").
+// kill -9 during ingest, many times: every reopen succeeds, no acknowledged passage is lost, every
+// batch is all present or all absent (reliability.md, "Storage durability"), and the retrieval
+// index holds exactly the stored passages.
 //
 // The parent creates a store, then repeatedly starts a child process that ingests batches and
 // reports each acknowledged batch on a pipe, SIGKILLs it at a random moment, reopens the store and
@@ -123,6 +124,7 @@ TEST(StoreCrashTest, KillDuringIngestLosesNoAcknowledgedPassage) {
 
     // Batches 0..acked must be complete and decode to what was written; the batch in flight
     // (acked + 1) and the one after must be all present or all absent.
+    int64_t present_this_iteration = 0;
     for (int64_t b = 0; b <= run.acked + 2; ++b) {
       std::vector<std::string> ids;
       for (int k = 0; k < BatchSize(b); ++k) ids.push_back(PassageId(iter, b, k));
@@ -150,7 +152,18 @@ TEST(StoreCrashTest, KillDuringIngestLosesNoAcknowledgedPassage) {
             << BatchSize(b) << ")";
         if (b == run.acked + 1 && present == BatchSize(b)) ++killed_mid_batch;  // durable, not yet acked
       }
+      present_this_iteration += present;
     }
+    // The retrieval index went in with the same batches: it holds exactly the stored passages.
+    // The child's texts are "passage i<iter>-b<batch>-k<k>": the word "i<iter>" finds this
+    // iteration's passages.
+    auto stats = store->Scan(/*verify=*/true);
+    ASSERT_TRUE(stats.ok());
+    ASSERT_EQ(stats->corrupt, 0) << "iteration " << iter;
+    ASSERT_EQ(store->passage_count(), stats->passages) << "iteration " << iter;
+    auto hits = store->Search("i" + std::to_string(iter), 1 << 20);
+    ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+    ASSERT_EQ(static_cast<int64_t>(hits->size()), present_this_iteration) << "iteration " << iter;
     total_acked += run.acked + 1;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -219,18 +219,15 @@ class PassageSource {
     return missing;
   }
 
-  Status FillIndex(Bm25Index* index) const {
-    if (store_ == nullptr) {
-      for (const CorpusPassage& p : corpus_) index->Upsert(p.id, p.title, p.text);
-      return Status::Ok();
+  // BM25 retrieval as the server does it: the store's own index, or for a corpus an in-memory
+  // index over it (same terms and scores, storage/bm25.h), built on the first call.
+  StatusOr<std::vector<Bm25Hit>> Search(const std::string& question, int top_k) {
+    if (store_ != nullptr) return store_->Search(question, top_k);
+    if (corpus_index_ == nullptr) {
+      corpus_index_ = std::make_unique<Bm25Index>();
+      for (const CorpusPassage& p : corpus_) corpus_index_->Upsert(p.id, p.title, p.text);
     }
-    return store_
-        ->ForEachText([&](const std::string& id, const StatusOr<PassageText>& text) -> Status {
-          if (!text.ok()) return text.status();
-          index->Upsert(id, text->title, text->text);
-          return Status::Ok();
-        })
-        .WithContext("building the BM25 index");
+    return corpus_index_->Search(question, top_k);
   }
 
   // FiD passage-part ids of each passage: the store's own ids, or the corpus tokenized as
@@ -262,6 +259,7 @@ class PassageSource {
   const PassageStore* store_;
   std::vector<CorpusPassage> corpus_;
   std::unordered_map<std::string, size_t> index_;
+  std::unique_ptr<Bm25Index> corpus_index_;  // Search over a corpus (no store)
   std::unordered_map<std::string, std::vector<int>> tokens_;
   const Tokenizer& tokenizer_;
   const FidTemplate& tmpl_;
@@ -398,11 +396,6 @@ Status EvaluateQa(const EvalQaOptions& options,
       }
     }
   }
-  std::unique_ptr<Bm25Index> index;
-  if (options.passages.bm25_k > 0) {
-    index = std::make_unique<Bm25Index>();
-    RETURN_IF_ERROR(source.FillIndex(index.get()));
-  }
 
   std::unique_ptr<LumenRunner> runner;
   std::unique_ptr<ThreadPool> pool;
@@ -435,10 +428,12 @@ Status EvaluateQa(const EvalQaOptions& options,
         if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
       }
     }
-    if (index != nullptr) {
+    if (options.passages.bm25_k > 0) {
       const size_t want = size_t(options.passages.bm25_k);
       const auto t0 = Clock::now();
-      for (const Bm25Index::Hit& hit : index->Search(ex.question, int(want + ids.size()))) {
+      ASSIGN_OR_RETURN(const std::vector<Bm25Hit> hits,
+                       source.Search(ex.question, int(want + ids.size())));
+      for (const Bm25Hit& hit : hits) {
         if (ids.size() >= want) break;
         if (std::find(ids.begin(), ids.end(), hit.id) == ids.end()) ids.push_back(hit.id);
       }

@@ -4,6 +4,8 @@
 // counts, bytes per token with the codec's formula, the compression ratio against fp32 and bf16
 // memory, and bytes on disk. --verify reads every value and checks its frame, CRC32C and codec
 // size (and RocksDB's block checksums); corrupt values are listed and the exit code is 1.
+// --rebuild-index opens the store read-write and rebuilds its BM25 retrieval index from the text
+// records (the repair for index records that fail verification) before inspecting it.
 #include <cstdio>
 #include <string>
 
@@ -28,11 +30,19 @@ std::string Formula(const CodecSpec& spec) {
 }
 
 Status RunInspectStore(const CommandArgs& args) {
-  RETURN_IF_ERROR(args.CheckKnown({"store", "verify"}));
+  RETURN_IF_ERROR(args.CheckKnown({"store", "verify", "rebuild-index"}));
   ASSIGN_OR_RETURN(const std::string dir, args.Require("store"));
+  std::unique_ptr<PassageStore> store;
+  if (args.Has("rebuild-index")) {
+    RETURN_IF_ERROR(PassageStore::Open(PassageStoreOptions{}, dir, /*expected=*/nullptr, &store));
+    int64_t skipped = 0;
+    RETURN_IF_ERROR(store->RebuildRetrievalIndex(&skipped));
+    std::printf("rebuilt the retrieval index: %lld passages indexed, %lld corrupt text records left out\n",
+                static_cast<long long>(store->passage_count()), static_cast<long long>(skipped));
+    store.reset();
+  }
   PassageStoreOptions options;
   options.read_only = true;
-  std::unique_ptr<PassageStore> store;
   RETURN_IF_ERROR(PassageStore::Open(options, dir, /*expected=*/nullptr, &store));
   const bool verify = args.Has("verify");
   ASSIGN_OR_RETURN(const StoreStats stats, store->Scan(verify));
@@ -65,11 +75,17 @@ Status RunInspectStore(const CommandArgs& args) {
   std::printf("code bytes:         %lld\n", static_cast<long long>(stats.code_bytes));
   std::printf("memory value bytes: %lld, text value bytes: %lld\n", static_cast<long long>(stats.memory_value_bytes),
               static_cast<long long>(stats.text_value_bytes));
+  if (store->passage_count() >= 0) {
+    std::printf("retrieval index:    bm25, %lld passages, %lld records\n",
+                static_cast<long long>(store->passage_count()), static_cast<long long>(stats.index_records));
+  } else {
+    std::printf("retrieval index:    none (a store from before the index; a read-write open builds it)\n");
+  }
   std::printf("on disk (SST+blob): %lld bytes\n", static_cast<long long>(stats.sst_bytes));
   if (!verify) return Status::Ok();
   if (stats.corrupt == 0) {
     std::printf("verify:             OK (%lld values checked)\n",
-                static_cast<long long>(stats.passages + stats.memories));
+                static_cast<long long>(stats.passages + stats.memories + stats.index_records));
     return Status::Ok();
   }
   std::printf("verify:             %lld corrupt value(s)\n", static_cast<long long>(stats.corrupt));
@@ -80,8 +96,9 @@ Status RunInspectStore(const CommandArgs& args) {
 const bool registered = RegisterCommand({
     "inspect-store",
     "print a passage store's identity, codec, counts, bytes per token and compression ratio",
-    "--store DIR   the passage store (opened read-only)\n"
-    "--verify      read every value and check checksums and sizes; exit 1 if any is corrupt",
+    "--store DIR      the passage store (opened read-only)\n"
+    "--verify         read every value and check checksums and sizes; exit 1 if any is corrupt\n"
+    "--rebuild-index  first rebuild the BM25 retrieval index from the text records (read-write)",
     RunInspectStore,
 });
 
