@@ -18,6 +18,7 @@ Status AnswerLumenRequest(LumenServing& serving, const RequestLimits& limits,
                                 std::to_string(serving.settings.max_question_tokens()));
   }
   if (question_ids.empty()) return InvalidArgumentError("question is empty after tokenization");
+  ASSIGN_OR_RETURN(const int codec_index, serving.store->FindCodecByFlag(request.codec()));
 
   std::vector<std::string> ids(request.passage_ids().begin(), request.passage_ids().end());
   if (ids.empty()) {
@@ -51,7 +52,9 @@ Status AnswerLumenRequest(LumenServing& serving, const RequestLimits& limits,
   ASSIGN_OR_RETURN(LumenRunner::AnswerOutcome outcome,
                    serving.runner->Answer(question_ids, ids, options, check,
                                           stream_live ? std::function<Status(int)>(send)
-                                                      : std::function<Status(int)>()));
+                                                      : std::function<Status(int)>(),
+                                          codec_index));
+  reply->set_codec(serving.store->codec(codec_index).spec().ToFlag());
   std::vector<int> tokens = outcome.result.tokens;
   const bool at_eos = options.stop_at_eos && !tokens.empty() && tokens.back() == eos;
   if (at_eos) tokens.pop_back();

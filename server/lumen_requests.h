@@ -9,7 +9,8 @@
 //                       a question part longer than t5.max_question_tokens; max_new_tokens out of
 //                       [0, limit]; sampling fields (temperature, top_k, top_p, stop) set, since
 //                       the T5 path decodes greedy or by beam search only; num_beams outside
-//                       [0, 16]; ignore_eos with beams
+//                       [0, 16]; ignore_eos with beams; a codec the store does not hold (the
+//                       message lists those it holds)
 //   FAILED_PRECONDITION the server has no store (the reason says why)
 //   NOT_FOUND           unknown passage ids (all named); the retriever found no passage holding a
 //                       word of the question
@@ -31,7 +32,7 @@ namespace memoria {
 // ValidateLumenRequest (server/request_validation.h) checks the request first.
 // Answers one request. Fills text, token_ids (EOS excluded), stop_reason (EOS or MAX_TOKENS),
 // prompt/question/passage/completion token counts, passage_ids (+ retrieval_scores when
-// retrieved) and every timing except total_seconds.
+// retrieved), the codec read and every timing except total_seconds.
 // on_token (may be null: unary) receives each answer token (EOS excluded) with the text it adds:
 // greedy answers as they are generated (on the worker thread), beam answers once the search is
 // done (on the calling thread); returning false stops with CANCELLED (the stream is gone).

@@ -80,7 +80,7 @@ Status LumenRunner::WarmUp() {
 StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
     const std::vector<int>& question_ids, const std::vector<std::string>& passage_ids,
     const T5GenerationOptions& options, const std::function<Status()>& check,
-    const std::function<Status(int id)>& on_token) {
+    const std::function<Status(int id)>& on_token, int codec_index) {
   if (store_ == nullptr) return NoStore();
   if (on_token && options.num_beams != 1) {
     return InvalidArgumentError("per-token streaming needs greedy decoding, got num_beams " +
@@ -104,7 +104,7 @@ StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
       const int64_t d = lumen_->model().config().d_model;
 
       auto t0 = Clock::now();
-      std::vector<StatusOr<PassageCodes>> codes = store_->GetCodes(passage_ids);
+      std::vector<StatusOr<PassageCodes>> codes = store_->GetCodes(passage_ids, codec_index);
       out.store_read_seconds = Since(t0);
       // Unknown ids first, all named at once: the client's mistake, whatever else is wrong.
       std::string missing;
@@ -126,7 +126,7 @@ StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
       for (size_t i = 0; i < codes.size(); ++i) {
         const PassageCodes& pc = *codes[i];
         memory[i].resize(static_cast<size_t>(pc.num_tokens * d));
-        Status st = store_->codec().Decode(
+        Status st = store_->codec(codec_index).Decode(
             pool, pc.num_tokens, reinterpret_cast<const uint8_t*>(pc.codes.data()),
             static_cast<int64_t>(pc.codes.size()), memory[i].data(), d);
         if (!st.ok()) {
@@ -196,7 +196,7 @@ StatusOr<LumenRunner::IngestOutcome> LumenRunner::Ingest(const std::vector<Inges
         in.num_tokens = static_cast<int64_t>(batch[i].ids.size());
         in.memory = memory[i].data();
         out.tokens += in.num_tokens;
-        out.code_bytes += store_->codec().code_size(in.num_tokens);
+        for (int c = 0; c < store_->num_codecs(); ++c) out.code_bytes += store_->codec(c).code_size(in.num_tokens);
       }
       // The stored size of the passages this batch overwrites (store gauges keep running sums;
       // one MultiGet of the text records, far smaller than the memory just encoded).

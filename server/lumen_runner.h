@@ -63,12 +63,14 @@ class LumenRunner {
   // greedy decoding only (options.num_beams == 1; beams reorder until the search ends, so their
   // tokens are final only in the outcome): the ids it sees are exactly result.tokens, EOS
   // included when generation stopped there. A non-OK status from it stops generation and is
-  // returned (e.g. CANCELLED when the client's stream is gone).
+  // returned (e.g. CANCELLED when the client's stream is gone). codec_index: which of the store's
+  // codecs the memory is read in (PassageStore::GetCodes; 0 = the primary one).
   StatusOr<AnswerOutcome> Answer(const std::vector<int>& question_ids,
                                  const std::vector<std::string>& passage_ids,
                                  const T5GenerationOptions& options,
                                  const std::function<Status()>& check,
-                                 const std::function<Status(int id)>& on_token = {});
+                                 const std::function<Status(int id)>& on_token = {},
+                                 int codec_index = 0);
 
   struct IngestItem {
     std::string id, title, text;

@@ -110,10 +110,11 @@ class LumenServerTest : public ::testing::Test {
   }
 
   grpc::Status Ask(const std::string& question, const std::vector<std::string>& ids, int top_k,
-                   int beams, v1::GenerateReply* reply) {
+                   int beams, v1::GenerateReply* reply, const std::string& codec = "") {
     grpc::ClientContext context;
     v1::GenerateRequest request;
     request.set_question(question);
+    request.set_codec(codec);
     for (const auto& id : ids) request.add_passage_ids(id);
     request.set_retrieve_top_k(top_k);
     request.mutable_params()->set_max_new_tokens(6);
@@ -122,9 +123,10 @@ class LumenServerTest : public ::testing::Test {
   }
 
   // What the engine's LUMEN API answers in-process for the same question and passages, on the
-  // store's decoded memory (the server must be stopped: RocksDB allows one opener).
+  // store's decoded memory in codec `codec_index` (the server must be stopped: RocksDB allows one
+  // opener).
   std::vector<int> Reference(const std::string& question, const std::vector<std::string>& ids,
-                             int beams) {
+                             int beams, int codec_index = 0) {
     auto model = T5Model::Load(model_dir_);
     EXPECT_TRUE(model.ok());
     auto lumen = LumenModel::Create(*model, LumenOptions{});
@@ -132,7 +134,7 @@ class LumenServerTest : public ::testing::Test {
     std::unique_ptr<PassageStore> store;
     EXPECT_TRUE(PassageStore::Open(PassageStoreOptions{}, store_dir_, nullptr, &store).ok());
     ThreadPool pool(1);
-    auto memory = store->GetMemory(pool, ids);
+    auto memory = store->GetMemory(pool, ids, codec_index);
     std::vector<MemoryVectors> views;
     for (auto& m : memory) {
       EXPECT_TRUE(m.ok()) << m.status().ToString();
@@ -451,6 +453,7 @@ TEST_F(LumenServerTest, PqStoreFromBuildStoreIngestsAndAnswersLikeTheEngine) {
   build.tokenizer_path = tokenizer_;
   build.store_dir = store_dir_;
   build.codec = "pq:g=8,bits=8";
+  build.extra_codecs = {"btr", "none"};  // every passage also as 1-bit BTR and as f32 rows
   build.train_tokens = 1024;
   build.threads = 1;
   build.sync = false;
@@ -476,7 +479,8 @@ TEST_F(LumenServerTest, PqStoreFromBuildStoreIngestsAndAnswersLikeTheEngine) {
   grpc::Status status = Ingest(passages_, &ingest);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(ingest.ingested(), 4);
-  EXPECT_EQ(ingest.code_bytes(), ingest.tokens() * 8);  // g = 8 one-byte ids per token
+  // Per token: pq g = 8 one-byte ids + btr 32 / 8 sign bytes and a bf16 scale + none 4 * 32.
+  EXPECT_EQ(ingest.code_bytes(), ingest.tokens() * (8 + 6 + 128));
   {
     grpc::ClientContext context;
     v1::ServerInfoReply info;
@@ -484,6 +488,15 @@ TEST_F(LumenServerTest, PqStoreFromBuildStoreIngestsAndAnswersLikeTheEngine) {
     EXPECT_EQ(info.store_passages(), 24);
     EXPECT_EQ(info.bytes_per_token(), 8);
     EXPECT_DOUBLE_EQ(info.compression_ratio(), 16.0);  // 4 * 32 f32 bytes / 8
+    ASSERT_EQ(info.store_codecs_size(), 3);
+    EXPECT_EQ(info.store_codecs(0).codec(), "pq:g=8,bits=8");
+    EXPECT_TRUE(info.store_codecs(0).primary());
+    EXPECT_EQ(info.store_codecs(1).codec(), "btr");
+    EXPECT_EQ(info.store_codecs(1).description(), "btr(d=32, scale=bf16)");
+    EXPECT_EQ(info.store_codecs(1).bytes_per_token(), 6);
+    EXPECT_FALSE(info.store_codecs(1).primary());
+    EXPECT_EQ(info.store_codecs(2).codec(), "none");
+    EXPECT_DOUBLE_EQ(info.store_codecs(2).compression_ratio(), 1.0);
   }
   const std::string question = passages_[2].question;
   const std::vector<std::string> given = {"squad-2", "oxygen-3", "squad-0"};
@@ -495,9 +508,24 @@ TEST_F(LumenServerTest, PqStoreFromBuildStoreIngestsAndAnswersLikeTheEngine) {
   v1::GenerateReply oxygen;
   ASSERT_TRUE(Ask("What is the atomic number of oxygen?", {}, 3, 0, &oxygen).ok());
   EXPECT_EQ(oxygen.passage_ids(0).rfind("oxygen-", 0), 0u) << oxygen.passage_ids(0);
+  EXPECT_EQ(greedy.codec(), "pq:g=8,bits=8");
+  // The same question read from the other codecs' memory, chosen per request.
+  v1::GenerateReply from_btr, from_f32, refused;
+  ASSERT_TRUE(Ask(question, given, 0, 0, &from_btr, "btr").ok());
+  EXPECT_EQ(from_btr.codec(), "btr");
+  ASSERT_TRUE(Ask(question, given, 0, 2, &from_f32, "none").ok());
+  EXPECT_EQ(from_f32.codec(), "none");
+  for (const char* missing : {"btr:scale=f32", "pq:g=4", "zip"}) {
+    status = Ask(question, given, 0, 0, &refused, missing);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << missing;
+    EXPECT_NE(status.error_message().find("holds pq:g=8,bits=8, btr, none"), std::string::npos)
+        << status.error_message();
+  }
   Stop();
   EXPECT_EQ(Ids(greedy), Reference(question, given, 1));
   EXPECT_EQ(Ids(beam), Reference(question, given, 2));
+  EXPECT_EQ(Ids(from_btr), Reference(question, given, 1, /*codec_index=*/1));
+  EXPECT_EQ(Ids(from_f32), Reference(question, given, 2, /*codec_index=*/2));
 }
 
 // The real memoria-server binary serving the T5 model: ingest, ServerInfo, an answer by ids and

@@ -241,6 +241,16 @@ grpc::Status MemoriaService::ServerInfo(grpc::ServerContext* context, const v1::
       reply->set_bytes_per_token(codec.BytesPerToken());
       if (codec.BytesPerToken() > 0)
         reply->set_compression_ratio(4.0 * double(codec.dim) / double(codec.BytesPerToken()));
+      for (int i = 0; i < s.store->num_codecs(); ++i) {
+        const CodecSpec& spec = s.store->codec(i).spec();
+        v1::StoreCodec* info = reply->add_store_codecs();
+        info->set_codec(spec.ToFlag());
+        info->set_description(spec.ToString());
+        info->set_bytes_per_token(spec.BytesPerToken());
+        if (spec.BytesPerToken() > 0)
+          info->set_compression_ratio(4.0 * double(spec.dim) / double(spec.BytesPerToken()));
+        info->set_primary(i == 0);
+      }
     }
   }
   return Finish("ServerInfo", context, start, serving.status(), "");

@@ -10,10 +10,10 @@ namespace memoria {
 StatusOr<CompletionOptions> ValidateGenerateRequest(const v1::GenerateRequest& request,
                                                     const RequestLimits& limits) {
   if (!request.question().empty() || request.passage_ids_size() > 0 ||
-      request.retrieve_top_k() != 0) {
+      request.retrieve_top_k() != 0 || !request.codec().empty()) {
     return UnimplementedError(
         "this server serves a LLaMA model and completes prompts (set `prompt`); the T5/LUMEN "
-        "path (question, passage_ids, retrieve_top_k) needs a server of a T5 model");
+        "path (question, passage_ids, retrieve_top_k, codec) needs a server of a T5 model");
   }
   if (request.prompt().empty()) return InvalidArgumentError("prompt is empty");
   const v1::DecodingParams& p = request.params();

@@ -440,6 +440,18 @@ std::string CodecSpec::ToString() const {
   return "codec(id=" + std::to_string(static_cast<int>(id)) + ")";
 }
 
+std::string CodecSpec::ToFlag() const {
+  switch (id) {
+    case CodecId::kNone:
+      return none_dtype == "f32" ? "none" : "none:" + none_dtype;
+    case CodecId::kPq:
+      return "pq:g=" + std::to_string(pq_subspaces) + ",bits=" + std::to_string(pq_bits);
+    case CodecId::kBtr:
+      return btr_scale_bytes == 4 ? "btr:scale=f32" : "btr";
+  }
+  return ToString();
+}
+
 int64_t CodecSpec::BytesPerToken() const {
   switch (id) {
     case CodecId::kNone:

@@ -74,6 +74,9 @@ struct CodecSpec {
   static StatusOr<CodecSpec> FromJson(const std::string& json);
   // "pq(d=768, g=96, C=256)": for messages.
   std::string ToString() const;
+  // The flag text Parse reads back to this spec (with the same dim): "none:bf16",
+  // "pq:g=96,bits=8", "btr". What clients name a store's codec by.
+  std::string ToFlag() const;
   // Exact bytes per token (formulas above); 0 for an invalid spec.
   int64_t BytesPerToken() const;
   bool operator==(const CodecSpec& other) const;

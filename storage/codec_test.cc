@@ -73,6 +73,17 @@ TEST(CodecSpecTest, JsonRoundTrip) {
             StatusCode::kDataLoss);
 }
 
+TEST(CodecSpecTest, FlagTextRoundTrip) {
+  for (const char* t : {"none", "none:bf16", "pq:g=8,bits=16", "pq:g=4,bits=8", "btr", "btr:scale=f32"}) {
+    const CodecSpec s = Spec(t, 64);
+    EXPECT_EQ(s.ToFlag(), t);
+    auto back = CodecSpec::Parse(s.ToFlag(), 64);
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(*back, s) << t;
+  }
+  EXPECT_EQ(Spec("pq:g=8", 64).ToFlag(), "pq:g=8,bits=8");  // defaults are spelled out
+}
+
 // Stored specs come from disk: a float where an integer belongs (converting 8e109 to int64 is
 // undefined behaviour; found by fuzz/store_value_fuzzer) or a dim too large for the size
 // arithmetic is DATA_LOSS naming the value.

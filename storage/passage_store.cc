@@ -41,11 +41,18 @@ std::string Hex64(uint64_t v) {
   return buf;
 }
 
-std::string StateChunkKey(uint32_t i) {
+// Codec state keys: "state/..." for the primary codec, "codec<i>/state/..." for extra codec i.
+std::string StatePrefix(int codec_index) {
+  return codec_index == 0 ? "" : "codec" + std::to_string(codec_index) + "/";
+}
+std::string StateChunkKey(int codec_index, uint32_t i) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "state/%08u", i);
-  return buf;
+  return StatePrefix(codec_index) + buf;
 }
+std::string StateCountKey(int codec_index) { return StatePrefix(codec_index) + "state/count"; }
+// The memory column family of extra codec i (>= 1); the primary codec's is "memory".
+std::string ExtraMemoryCfName(int codec_index) { return "memory." + std::to_string(codec_index); }
 
 }  // namespace
 
@@ -108,6 +115,10 @@ std::string IdentityJson(const StoreIdentity& id) {
   j["model_fingerprint"] = id.model_fingerprint;
   j["layer_split"] = id.layer_split;
   j["codec"] = Json::parse(id.codec.ToJson());
+  if (!id.extra_codecs.empty()) {
+    j["extra_codecs"] = Json::array();
+    for (const CodecSpec& spec : id.extra_codecs) j["extra_codecs"].push_back(Json::parse(spec.ToJson()));
+  }
   return j.dump();
 }
 
@@ -126,8 +137,12 @@ std::string EncodeMemoryValue(CodecId codec, int64_t num_tokens, int64_t dim, co
 }
 
 std::string StoreIdentity::ToString() const {
-  return "fingerprint " + Hex64(model_fingerprint) + ", layer split " + std::to_string(layer_split) +
-         ", codec " + codec.ToString();
+  std::string s = "fingerprint " + Hex64(model_fingerprint) + ", layer split " + std::to_string(layer_split) +
+                  ", codec " + codec.ToString();
+  for (size_t i = 0; i < extra_codecs.size(); ++i) {
+    s += (i == 0 ? " (also " : ", ") + extra_codecs[i].ToString();
+  }
+  return extra_codecs.empty() ? s : s + ")";
 }
 
 struct PassageStore::RocksOpenParams {
@@ -172,7 +187,7 @@ Status PassageStore::ReopenIfNeeded() {
 }
 
 Status PassageStore::OpenDb(const PassageStoreOptions& options, const std::string& dir, bool create,
-                            std::unique_ptr<PassageStore>* out) {
+                            int extra_codecs, std::unique_ptr<PassageStore>* out) {
   std::unique_ptr<PassageStore> store(new PassageStore());
   store->options_ = options;
   store->dir_ = dir;
@@ -195,21 +210,18 @@ Status PassageStore::OpenDb(const PassageStoreOptions& options, const std::strin
   }
   auto table_factory = std::shared_ptr<rocksdb::TableFactory>(rocksdb::NewBlockBasedTableFactory(table));
 
+  rocksdb::ColumnFamilyOptions plain_cf;
+  plain_cf.table_factory = table_factory;
+  // Codes are high-entropy (PQ ids, sign bits): block compression gains ~1.1x at a CPU cost on
+  // every read, so it is off. Large values go to blob files (see the header).
+  rocksdb::ColumnFamilyOptions memory_cf = plain_cf;
+  memory_cf.compression = rocksdb::kNoCompression;
+  memory_cf.enable_blob_files = options.enable_blob_files;
+  memory_cf.min_blob_size = options.min_blob_size;
+  memory_cf.blob_compression_type = rocksdb::kNoCompression;
+  memory_cf.enable_blob_garbage_collection = true;  // reclaim space of overwritten/deleted passages
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (int i = 0; i < kNumCfs; ++i) {
-    rocksdb::ColumnFamilyOptions cf;
-    cf.table_factory = table_factory;
-    if (i == kMemory) {
-      // Codes are high-entropy (PQ ids, sign bits): block compression gains ~1.1x at a CPU cost
-      // on every read, so it is off. Large values go to blob files (see the header).
-      cf.compression = rocksdb::kNoCompression;
-      cf.enable_blob_files = options.enable_blob_files;
-      cf.min_blob_size = options.min_blob_size;
-      cf.blob_compression_type = rocksdb::kNoCompression;
-      cf.enable_blob_garbage_collection = true;  // reclaim space of overwritten/deleted passages
-    }
-    cfs.emplace_back(kCfNames[i], cf);
-  }
+  for (int i = 0; i < kNumCfs; ++i) cfs.emplace_back(kCfNames[i], i == kMemory ? memory_cf : plain_cf);
 
   if (!create) {
     std::error_code ec;  // a path the OS refuses (e.g. too long) is "no store", not an exception
@@ -229,11 +241,20 @@ Status PassageStore::OpenDb(const PassageStoreOptions& options, const std::strin
     if (std::find(names.begin(), names.end(), kCfNames[kBm25]) == names.end()) {
       if (options.read_only) {
         cfs.pop_back();
+        store->index_family_ = false;
       } else {
         db_options.create_missing_column_families = true;
       }
     }
+    // Extra codecs' memory families are numbered from 1 without gaps (LoadIdentityAndCodec
+    // checks the count against the identity).
+    extra_codecs = 0;
+    while (std::find(names.begin(), names.end(), ExtraMemoryCfName(extra_codecs + 1)) != names.end()) {
+      ++extra_codecs;
+    }
   }
+  store->extra_memory_cf_begin_ = cfs.size();
+  for (int i = 1; i <= extra_codecs; ++i) cfs.emplace_back(ExtraMemoryCfName(i), memory_cf);
   rocksdb::Status s;
   if (options.read_only) {
     s = rocksdb::DB::OpenForReadOnly(db_options, dir, cfs, &store->handles_, &store->db_);
@@ -261,37 +282,61 @@ Status PassageStore::WriteDurably(rocksdb::WriteBatch* batch) {
 Status PassageStore::Create(const PassageStoreOptions& options, const std::string& dir,
                             const StoreIdentity& identity, const Codec& codec,
                             std::unique_ptr<PassageStore>* out) {
-  if (codec.spec() != identity.codec) {
-    return InvalidArgumentError("codec " + codec.spec().ToString() + " differs from the identity's codec " +
-                                identity.codec.ToString());
+  return Create(options, dir, identity, std::vector<const Codec*>{&codec}, out);
+}
+
+Status PassageStore::Create(const PassageStoreOptions& options, const std::string& dir,
+                            const StoreIdentity& identity, const std::vector<const Codec*>& codecs,
+                            std::unique_ptr<PassageStore>* out) {
+  if (codecs.empty() || codecs.size() != identity.extra_codecs.size() + 1) {
+    return InvalidArgumentError(std::to_string(codecs.size()) + " codecs given for an identity of " +
+                                std::to_string(identity.extra_codecs.size() + 1));
   }
-  if (!codec.ready()) {
-    return FailedPreconditionError("codec " + codec.spec().ToString() + " is not trained; train or import it first");
+  for (size_t i = 0; i < codecs.size(); ++i) {
+    const Codec& codec = *codecs[i];
+    const CodecSpec& want = i == 0 ? identity.codec : identity.extra_codecs[i - 1];
+    if (codec.spec() != want) {
+      return InvalidArgumentError("codec " + codec.spec().ToString() + " differs from the identity's codec " +
+                                  want.ToString());
+    }
+    if (!codec.ready()) {
+      return FailedPreconditionError("codec " + codec.spec().ToString() + " is not trained; train or import it first");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (codecs[j]->spec() == codec.spec()) {
+        return InvalidArgumentError("codec " + codec.spec().ToString() + " is given twice");
+      }
+    }
   }
   if (options.read_only) return InvalidArgumentError("cannot create a store read-only");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   std::unique_ptr<PassageStore> store;
-  RETURN_IF_ERROR(OpenDb(options, dir, /*create=*/true, &store));
+  RETURN_IF_ERROR(OpenDb(options, dir, /*create=*/true, static_cast<int>(codecs.size()) - 1, &store));
   std::string existing;
   const rocksdb::Status s = store->db_->Get(rocksdb::ReadOptions(), store->handles_[kMeta], "identity", &existing);
   if (s.ok()) return Status(StatusCode::kAlreadyExists, "a passage store already exists at " + dir);
   if (!s.IsNotFound()) return FromRocks(s, "reading " + dir);
 
-  // Identity and codec state in one batch: a crash leaves either a complete store or none.
+  // Identity and codec states in one batch: a crash leaves either a complete store or none.
   rocksdb::WriteBatch batch;
-  const std::string state = codec.SerializeState();
-  const uint32_t chunks = static_cast<uint32_t>((state.size() + kStateChunkBytes - 1) / kStateChunkBytes);
-  for (uint32_t i = 0; i < chunks; ++i) {
-    const size_t begin = size_t{i} * kStateChunkBytes;
-    const std::string chunk = state.substr(begin, std::min(kStateChunkBytes, state.size() - begin));
-    RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kCodec], StateChunkKey(i), Frame(RecordKind::kStateChunk, chunk)), "batch"));
+  for (size_t c = 0; c < codecs.size(); ++c) {
+    const int index = static_cast<int>(c);
+    const std::string state = codecs[c]->SerializeState();
+    const uint32_t chunks = static_cast<uint32_t>((state.size() + kStateChunkBytes - 1) / kStateChunkBytes);
+    for (uint32_t i = 0; i < chunks; ++i) {
+      const size_t begin = size_t{i} * kStateChunkBytes;
+      const std::string chunk = state.substr(begin, std::min(kStateChunkBytes, state.size() - begin));
+      RETURN_IF_ERROR(FromRocks(
+          batch.Put(store->handles_[kCodec], StateChunkKey(index, i), Frame(RecordKind::kStateChunk, chunk)), "batch"));
+    }
+    std::string count;
+    PutU32(&count, chunks);
+    PutU64(&count, state.size());
+    PutU32(&count, Crc32c(state.data(), state.size()));
+    RETURN_IF_ERROR(FromRocks(
+        batch.Put(store->handles_[kCodec], StateCountKey(index), Frame(RecordKind::kStateCount, count)), "batch"));
   }
-  std::string count;
-  PutU32(&count, chunks);
-  PutU64(&count, state.size());
-  PutU32(&count, Crc32c(state.data(), state.size()));
-  RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kCodec], "state/count", Frame(RecordKind::kStateCount, count)), "batch"));
   RETURN_IF_ERROR(FromRocks(batch.Put(store->handles_[kMeta], "identity", Frame(RecordKind::kIdentity, IdentityJson(identity))), "batch"));
   RETURN_IF_ERROR(PutBm25Totals(store->handles_[kBm25], Bm25Totals{}, &batch));
   const bool sync = store->options_.sync;
@@ -307,9 +352,9 @@ Status PassageStore::Create(const PassageStoreOptions& options, const std::strin
 Status PassageStore::Open(const PassageStoreOptions& options, const std::string& dir,
                           const StoreIdentity* expected, std::unique_ptr<PassageStore>* out) {
   std::unique_ptr<PassageStore> store;
-  RETURN_IF_ERROR(OpenDb(options, dir, /*create=*/false, &store));
+  RETURN_IF_ERROR(OpenDb(options, dir, /*create=*/false, /*extra_codecs=*/0, &store));
   RETURN_IF_ERROR(store->LoadIdentityAndCodec(expected));
-  if (store->handles_.size() > kBm25) {
+  if (store->index_family_) {
     auto totals = ReadBm25Totals(store->db_, store->handles_[kBm25], nullptr);
     if (totals.ok()) {
       store->passages_.store(totals->docs);
@@ -344,6 +389,13 @@ Status PassageStore::LoadIdentityAndCodec(const StoreIdentity* expected) {
     id.model_fingerprint = j.at("model_fingerprint").get<uint64_t>();
     id.layer_split = j.at("layer_split").get<int32_t>();
     ASSIGN_OR_RETURN(id.codec, CodecSpec::FromJson(j.at("codec").dump()));
+    if (j.contains("extra_codecs")) {
+      if (!j.at("extra_codecs").is_array()) return DataLossError(dir_ + ": identity: extra_codecs is not a list");
+      for (const Json& spec : j.at("extra_codecs")) {
+        ASSIGN_OR_RETURN(CodecSpec extra, CodecSpec::FromJson(spec.dump()));
+        id.extra_codecs.push_back(extra);
+      }
+    }
   } catch (const std::exception& e) {
     return DataLossError(dir_ + ": identity " + std::string(payload, len) + ": " + e.what());
   }
@@ -354,34 +406,83 @@ Status PassageStore::LoadIdentityAndCodec(const StoreIdentity* expected) {
                                    "; it was opened for " + expected->ToString() +
                                    " (memory from another model, split or codec cannot be reused)");
   }
+  const size_t memory_families = handles_.size() - extra_memory_cf_begin_;
+  if (memory_families != id.extra_codecs.size()) {
+    return DataLossError(dir_ + ": identity names " + std::to_string(id.extra_codecs.size()) +
+                         " extra codecs, the database has " + std::to_string(memory_families) +
+                         " extra memory families");
+  }
   identity_ = id;
 
-  // Codec state.
-  ASSIGN_OR_RETURN(codec_, CreateCodec(id.codec));
-  s = db_->Get(ro, handles_[kCodec], "state/count", &value);
-  if (s.IsNotFound()) return DataLossError(dir_ + ": codec state record is missing");
-  RETURN_IF_ERROR(FromRocks(s, dir_ + ": reading the codec state"));
-  RETURN_IF_ERROR(Unframe(value.data(), value.size(), RecordKind::kStateCount, dir_ + ": codec state count", &payload, &len));
+  // Codec states.
+  codecs_.clear();
+  for (size_t c = 0; c <= id.extra_codecs.size(); ++c) {
+    const CodecSpec& spec = c == 0 ? id.codec : id.extra_codecs[c - 1];
+    ASSIGN_OR_RETURN(std::unique_ptr<Codec> codec, CreateCodec(spec));
+    RETURN_IF_ERROR(LoadCodecState(static_cast<int>(c), codec.get()));
+    codecs_.push_back(std::move(codec));
+  }
+  return Status::Ok();
+}
+
+Status PassageStore::LoadCodecState(int index, Codec* codec) {
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  const std::string what = dir_ + ": codec " + codec->spec().ToString() + " state";
+  std::string value;
+  const char* payload;
+  size_t len;
+  rocksdb::Status s = db_->Get(ro, handles_[kCodec], StateCountKey(index), &value);
+  if (s.IsNotFound()) return DataLossError(what + " record is missing");
+  RETURN_IF_ERROR(FromRocks(s, "reading the " + what));
+  RETURN_IF_ERROR(Unframe(value.data(), value.size(), RecordKind::kStateCount, what + " count", &payload, &len));
   PayloadReader r(payload, len);
   uint32_t chunks, crc;
   uint64_t total;
   if (!r.U32(&chunks) || !r.U64(&total) || !r.U32(&crc) || r.remaining() != 0) {
-    return DataLossError(dir_ + ": codec state count record is malformed");
+    return DataLossError(what + " count record is malformed");
   }
   std::string state;
   state.reserve(total);
   for (uint32_t i = 0; i < chunks; ++i) {
-    s = db_->Get(ro, handles_[kCodec], StateChunkKey(i), &value);
-    RETURN_IF_ERROR(FromRocks(s, dir_ + ": codec state chunk " + std::to_string(i)));
+    s = db_->Get(ro, handles_[kCodec], StateChunkKey(index, i), &value);
+    RETURN_IF_ERROR(FromRocks(s, what + " chunk " + std::to_string(i)));
     RETURN_IF_ERROR(Unframe(value.data(), value.size(), RecordKind::kStateChunk,
-                            dir_ + ": codec state chunk " + std::to_string(i), &payload, &len));
+                            what + " chunk " + std::to_string(i), &payload, &len));
     state.append(payload, len);
   }
   if (state.size() != total || Crc32c(state.data(), state.size()) != crc) {
-    return DataLossError(dir_ + ": codec state is " + std::to_string(state.size()) + " bytes, expected " +
+    return DataLossError(what + " is " + std::to_string(state.size()) + " bytes, expected " +
                          std::to_string(total) + " (or its checksum differs)");
   }
-  return codec_->LoadState(state).WithContext(dir_ + ": codec state");
+  return codec->LoadState(state).WithContext(what);
+}
+
+StatusOr<int> PassageStore::FindCodecByFlag(const std::string& flag) const {
+  if (flag.empty()) return 0;
+  std::string held;
+  for (int i = 0; i < num_codecs(); ++i) held += (i == 0 ? "" : ", ") + codecs_[i]->spec().ToFlag();
+  auto spec = CodecSpec::Parse(flag, codec().dim());
+  if (!spec.ok()) {
+    return InvalidArgumentError("codec '" + flag + "': " + spec.status().message() + " (the store holds " + held + ")");
+  }
+  const int index = FindCodec(*spec);
+  if (index < 0) {
+    return InvalidArgumentError("the store holds no memory in codec '" + flag + "' (" + spec->ToString() +
+                                "); it holds " + held);
+  }
+  return index;
+}
+
+rocksdb::ColumnFamilyHandle* PassageStore::MemoryFamily(int codec_index) const {
+  return codec_index == 0 ? handles_[kMemory] : handles_[extra_memory_cf_begin_ + codec_index - 1];
+}
+
+int PassageStore::FindCodec(const CodecSpec& spec) const {
+  for (size_t i = 0; i < codecs_.size(); ++i) {
+    if (codecs_[i]->spec() == spec) return static_cast<int>(i);
+  }
+  return -1;
 }
 
 Status PassageStore::Ingest(const ThreadPool& pool, const std::vector<PassageInput>& batch) {
@@ -407,9 +508,14 @@ Status PassageStore::Ingest(const ThreadPool& pool, const std::vector<PassageInp
   std::vector<Bm25Change> changes;
   changes.reserve(batch.size());
   for (const auto& p : batch) {
-    codes.assign(codec_->code_size(p.num_tokens), '\0');
-    RETURN_IF_ERROR(codec_->Encode(pool, p.num_tokens, p.memory, codec_->dim(),
-                                   reinterpret_cast<uint8_t*>(codes.data())));
+    for (size_t c = 0; c < codecs_.size(); ++c) {
+      const Codec& codec = *codecs_[c];
+      codes.assign(codec.code_size(p.num_tokens), '\0');
+      RETURN_IF_ERROR(codec.Encode(pool, p.num_tokens, p.memory, codec.dim(), reinterpret_cast<uint8_t*>(codes.data())));
+      RETURN_IF_ERROR(FromRocks(
+          wb.Put(MemoryFamily(static_cast<int>(c)), p.id, EncodeMemoryValue(codec.spec().id, p.num_tokens, codec.dim(), codes)),
+          "batch"));
+    }
     std::string text;
     PutU32(&text, static_cast<uint32_t>(p.title.size()));
     text += p.title;
@@ -418,9 +524,6 @@ Status PassageStore::Ingest(const ThreadPool& pool, const std::vector<PassageInp
     PutU32(&text, static_cast<uint32_t>(p.token_ids.size()));
     text.append(reinterpret_cast<const char*>(p.token_ids.data()), p.token_ids.size() * 4);
     RETURN_IF_ERROR(FromRocks(wb.Put(handles_[kPassages], p.id, Frame(RecordKind::kPassage, text)), "batch"));
-    RETURN_IF_ERROR(FromRocks(
-        wb.Put(handles_[kMemory], p.id, EncodeMemoryValue(codec_->spec().id, p.num_tokens, codec_->dim(), codes)),
-        "batch"));
     changes.push_back(Bm25Change{p.id, /*remove=*/false, &p.title, &p.text});
   }
   return WriteWithIndexChanges(changes, &wb);
@@ -438,7 +541,9 @@ Status PassageStore::Delete(const std::vector<std::string>& ids) {
   for (const auto& id : ids) {
     if (!seen.insert(id).second) continue;
     RETURN_IF_ERROR(FromRocks(wb.Delete(handles_[kPassages], id), "batch"));
-    RETURN_IF_ERROR(FromRocks(wb.Delete(handles_[kMemory], id), "batch"));
+    for (size_t c = 0; c < codecs_.size(); ++c) {
+      RETURN_IF_ERROR(FromRocks(wb.Delete(MemoryFamily(static_cast<int>(c)), id), "batch"));
+    }
     changes.push_back(Bm25Change{id, /*remove=*/true, nullptr, nullptr});
   }
   return WriteWithIndexChanges(changes, &wb);
@@ -446,7 +551,7 @@ Status PassageStore::Delete(const std::vector<std::string>& ids) {
 
 Status PassageStore::CheckWritableIndex() const {
   if (options_.read_only) return FailedPreconditionError("passage store " + dir_ + " is open read-only");
-  if (handles_.size() <= kBm25 || passages_.load() < 0) {
+  if (!index_family_ || passages_.load() < 0) {
     return FailedPreconditionError("passage store " + dir_ + " has no complete retrieval index");
   }
   return Status::Ok();
@@ -515,7 +620,7 @@ Status PassageStore::RebuildRetrievalIndex(int64_t* skipped) {
 StatusOr<std::vector<Bm25Hit>> PassageStore::Search(const std::string& query, int top_k) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   RETURN_IF_ERROR(CheckOpen());
-  if (handles_.size() <= kBm25) {
+  if (!index_family_) {
     return FailedPreconditionError("passage store " + dir_ +
                                    " has no retrieval index (made by an older version and opened "
                                    "read-only): open it read-write once to build it");
@@ -566,19 +671,27 @@ std::vector<StatusOr<PassageText>> PassageStore::GetText(const std::vector<std::
   return MultiGetParsed<PassageText>(db_, handles_[kPassages], ids, ParsePassageValue);
 }
 
-std::vector<StatusOr<PassageCodes>> PassageStore::GetCodes(const std::vector<std::string>& ids) const {
+std::vector<StatusOr<PassageCodes>> PassageStore::GetCodes(const std::vector<std::string>& ids,
+                                                           int codec_index) const {
+  if (codec_index < 0 || codec_index >= num_codecs()) {
+    return std::vector<StatusOr<PassageCodes>>(
+        ids.size(), InvalidArgumentError("codec index " + std::to_string(codec_index) + " outside [0, " +
+                                         std::to_string(num_codecs()) + ")"));
+  }
   std::shared_lock<std::shared_mutex> lock(mu_);
   if (Status open = CheckOpen(); !open.ok()) return std::vector<StatusOr<PassageCodes>>(ids.size(), open);
+  const Codec& codec = *codecs_[codec_index];
   return MultiGetParsed<PassageCodes>(
-      db_, handles_[kMemory], ids,
-      [this](const std::string& id, const char* v, size_t n, PassageCodes* out) {
-        return ParseMemoryValue(id, v, n, *codec_, out);
+      db_, MemoryFamily(codec_index), ids,
+      [&codec, codec_index](const std::string& id, const char* v, size_t n, PassageCodes* out) {
+        Status st = ParseMemoryValue(id, v, n, codec, out);
+        return codec_index == 0 || st.ok() ? st : st.WithContext("codec " + codec.spec().ToString());
       });
 }
 
-std::vector<StatusOr<PassageMemory>> PassageStore::GetMemory(const ThreadPool& pool,
-                                                             const std::vector<std::string>& ids) const {
-  auto codes = GetCodes(ids);
+std::vector<StatusOr<PassageMemory>> PassageStore::GetMemory(const ThreadPool& pool, const std::vector<std::string>& ids,
+                                                             int codec_index) const {
+  auto codes = GetCodes(ids, codec_index);
   std::vector<StatusOr<PassageMemory>> out;
   out.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -586,11 +699,12 @@ std::vector<StatusOr<PassageMemory>> PassageStore::GetMemory(const ThreadPool& p
       out.emplace_back(codes[i].status());
       continue;
     }
+    const Codec& codec = *codecs_[codec_index];
     PassageMemory m;
     m.num_tokens = codes[i]->num_tokens;
-    m.vectors.resize(m.num_tokens * codec_->dim());
-    Status st = codec_->Decode(pool, m.num_tokens, reinterpret_cast<const uint8_t*>(codes[i]->codes.data()),
-                               static_cast<int64_t>(codes[i]->codes.size()), m.vectors.data(), codec_->dim());
+    m.vectors.resize(m.num_tokens * codec.dim());
+    Status st = codec.Decode(pool, m.num_tokens, reinterpret_cast<const uint8_t*>(codes[i]->codes.data()),
+                             static_cast<int64_t>(codes[i]->codes.size()), m.vectors.data(), codec.dim());
     if (st.ok()) {
       out.emplace_back(std::move(m));
     } else {
@@ -641,24 +755,31 @@ StatusOr<StoreStats> PassageStore::Scan(bool verify) const {
     }
     if (!it->status().ok()) record(FromRocks(it->status(), "scanning passages"));
   }
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kMemory]));
+  for (int c = 0; c < num_codecs(); ++c) {
+    const Codec& codec = *codecs_[c];
+    CodecStoreStats cs;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, MemoryFamily(c)));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      ++stats.memories;
-      stats.memory_value_bytes += it->value().size();
+      ++cs.memories;
+      cs.memory_value_bytes += it->value().size();
       const std::string id = it->key().ToString();
-      PassageCodes c;
-      Status st = ParseMemoryValue(id, it->value().data(), it->value().size(), *codec_, &c);
+      PassageCodes codes;
+      Status st = ParseMemoryValue(id, it->value().data(), it->value().size(), codec, &codes);
       if (st.ok()) {
-        stats.tokens += c.num_tokens;
-        stats.code_bytes += static_cast<int64_t>(c.codes.size());
+        cs.tokens += codes.num_tokens;
+        cs.code_bytes += static_cast<int64_t>(codes.codes.size());
       } else if (verify) {
-        record(st);
+        record(c == 0 ? st : st.WithContext("codec " + codec.spec().ToString()));
       }
     }
-    if (!it->status().ok()) record(FromRocks(it->status(), "scanning memory"));
+    if (!it->status().ok()) record(FromRocks(it->status(), "scanning memory of codec " + codec.spec().ToString()));
+    stats.codecs.push_back(cs);
   }
-  if (handles_.size() > kBm25) {
+  stats.memories = stats.codecs[0].memories;
+  stats.tokens = stats.codecs[0].tokens;
+  stats.code_bytes = stats.codecs[0].code_bytes;
+  stats.memory_value_bytes = stats.codecs[0].memory_value_bytes;
+  if (index_family_) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handles_[kBm25]));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++stats.index_records;
@@ -685,12 +806,12 @@ Status PassageStore::Flush() {
   return FromRocks(db_->Flush(fo, handles_), "flushing passage store " + dir_);
 }
 
-Status PassageStore::PutRawMemoryValueForTest(const std::string& id, const std::string& value) {
+Status PassageStore::PutRawMemoryValueForTest(const std::string& id, const std::string& value, int codec_index) {
   RETURN_IF_ERROR(ReopenIfNeeded());
   std::shared_lock<std::shared_mutex> lock(mu_);
   RETURN_IF_ERROR(CheckOpen());
   rocksdb::WriteBatch wb;
-  RETURN_IF_ERROR(FromRocks(wb.Put(handles_[kMemory], id, value), "batch"));
+  RETURN_IF_ERROR(FromRocks(wb.Put(MemoryFamily(codec_index), id, value), "batch"));
   return WriteDurably(&wb);
 }
 

@@ -3,12 +3,20 @@
 // plus the store's identity: the fingerprint of the model and the layer split that produced the
 // memory, and the codec with its trained state (PQ codebooks, BTR calibration).
 //
+// A store holds its memory in one codec (the primary one, part of its identity) and optionally
+// in further "extra" codecs, each passage's memory encoded by every one of them in the same
+// WriteBatch, so that a reader may choose per request between, e.g., PQ and BTR codes of the
+// same passages (GetCodes / GetMemory take the codec's index; FindCodec maps a spec to it).
+//
 // Column families (one per record kind):
-//   meta      "identity" -> JSON {format_version, model_fingerprint, layer_split, codec}
+//   meta      "identity" -> JSON {format_version, model_fingerprint, layer_split, codec,
+//             extra_codecs (absent when none)}
 //   codec     "state/<8-digit chunk>" -> codec state (codec.h), in chunks of <= 4 MiB
-//             (C = 65536 codebooks are hundreds of MB); "state/count" -> chunk count + size
+//             (C = 65536 codebooks are hundreds of MB); "state/count" -> chunk count + size;
+//             the same under "codec<i>/" for extra codec i (1-based)
 //   passages  passage id -> title, text, token ids
 //   memory    passage id -> codec id, num_tokens, dim, codes (code_size(num_tokens) bytes)
+//   memory.<i>  the same for extra codec i
 //   bm25      the built-in retriever's index over the passages' words (storage/bm25_postings.h):
 //             per-passage term lists, per-term postings and the totals BM25 needs. It is written
 //             in the same WriteBatch as the passages, so it is always exactly the stored passages.
@@ -103,12 +111,15 @@ struct PassageStoreOptions {
   std::shared_ptr<rocksdb::FileSystem> file_system;
 };
 
-// What produced the stored memory. A store refuses to open for a different identity.
+// What produced the stored memory. A store refuses to open for a different identity (the
+// extra codecs are not compared: they are read from the store).
 struct StoreIdentity {
   uint64_t model_fingerprint = 0;  // hash of the model's weights + config (opaque here)
   int32_t layer_split = 0;         // memory-encoder layers applied before storing
-  CodecSpec codec;
-  // "fingerprint 0x00000000deadbeef, layer split 6, codec pq(d=768, g=96, C=256)"
+  CodecSpec codec;                 // the primary codec
+  std::vector<CodecSpec> extra_codecs;  // further codecs the memory is also stored in
+  // "fingerprint 0x00000000deadbeef, layer split 6, codec pq(d=768, g=96, C=256)", then
+  // " (also btr(...), ...)" when there are extra codecs
   std::string ToString() const;
 };
 
@@ -141,6 +152,14 @@ struct PassageMemory {
   std::vector<float> vectors;
 };
 
+// Memory records of one codec (Scan).
+struct CodecStoreStats {
+  int64_t memories = 0;            // records in the codec's memory family
+  int64_t tokens = 0;              // sum of num_tokens over them
+  int64_t code_bytes = 0;          // sum of code bytes (payload only)
+  int64_t memory_value_bytes = 0;  // sum of whole values (framing included)
+};
+
 // Counts and checks over the whole store (Scan).
 struct StoreStats {
   int64_t passages = 0;        // records in the passages family
@@ -148,6 +167,8 @@ struct StoreStats {
   int64_t tokens = 0;          // sum of num_tokens over memory records
   int64_t code_bytes = 0;      // sum of code bytes (payload only)
   int64_t memory_value_bytes = 0;  // sum of whole memory values (framing included)
+  // The four fields above are the primary codec's; codecs[i] has them for codec i (0 = primary).
+  std::vector<CodecStoreStats> codecs;
   int64_t text_value_bytes = 0;
   int64_t index_records = 0;   // records of the retrieval index (bm25 family)
   int64_t corrupt = 0;         // values failing verification (Scan with verify)
@@ -162,6 +183,11 @@ class PassageStore {
   static Status Create(const PassageStoreOptions& options, const std::string& dir,
                        const StoreIdentity& identity, const Codec& codec,
                        std::unique_ptr<PassageStore>* out);
+  // The same with extra codecs: codecs[0] is the primary one (identity.codec), codecs[i] extra
+  // codec i (identity.extra_codecs[i - 1]); all ready, no spec twice (INVALID_ARGUMENT otherwise).
+  static Status Create(const PassageStoreOptions& options, const std::string& dir,
+                       const StoreIdentity& identity, const std::vector<const Codec*>& codecs,
+                       std::unique_ptr<PassageStore>* out);
   // Opens an existing store. With `expected` set, its fingerprint, layer split and codec spec must
   // equal the stored ones (FAILED_PRECONDITION naming both otherwise); nullptr accepts any
   // (inspection tools).
@@ -172,12 +198,21 @@ class PassageStore {
   PassageStore& operator=(const PassageStore&) = delete;
 
   const StoreIdentity& identity() const { return identity_; }
-  const Codec& codec() const { return *codec_; }
+  const Codec& codec() const { return *codecs_[0]; }  // the primary codec
+  // Codecs the memory is stored in: 0 = the primary one, then the extra ones in identity order.
+  int num_codecs() const { return static_cast<int>(codecs_.size()); }
+  const Codec& codec(int index) const { return *codecs_[index]; }
+  // The index of the codec with this spec, -1 when the store has none.
+  int FindCodec(const CodecSpec& spec) const;
+  // The index of the codec named by its flag text (CodecSpec::ToFlag, e.g. "btr"); "" = 0, the
+  // primary one. INVALID_ARGUMENT listing the store's codecs for text that does not parse or
+  // names a codec the store does not hold.
+  StatusOr<int> FindCodecByFlag(const std::string& flag) const;
   const std::string& dir() const { return dir_; }
   // Times the database was reopened after a failed write (see Errors), successful or not.
   int64_t reopen_attempts() const { return reopen_attempts_.load(); }
 
-  // Encodes every passage's memory with the store's codec and writes the batch atomically and
+  // Encodes every passage's memory with each of the store's codecs and writes the batch atomically and
   // durably (see Durability), with the retrieval index's entries for the passages' words. Existing
   // ids are overwritten. DATA_LOSS naming the passage when an overwritten passage's index record
   // fails verification (RebuildRetrievalIndex repairs the index).
@@ -202,10 +237,12 @@ class PassageStore {
 
   // Batched point reads (RocksDB MultiGet); result i belongs to ids[i].
   std::vector<StatusOr<PassageText>> GetText(const std::vector<std::string>& ids) const;
-  std::vector<StatusOr<PassageCodes>> GetCodes(const std::vector<std::string>& ids) const;
+  // GetCodes/GetMemory read the memory of codec `codec_index` (0 = primary; INVALID_ARGUMENT
+  // for every id when out of range); errors of an extra codec's values name the codec.
+  std::vector<StatusOr<PassageCodes>> GetCodes(const std::vector<std::string>& ids, int codec_index = 0) const;
   // GetCodes + codec Decode.
-  std::vector<StatusOr<PassageMemory>> GetMemory(const ThreadPool& pool,
-                                                 const std::vector<std::string>& ids) const;
+  std::vector<StatusOr<PassageMemory>> GetMemory(const ThreadPool& pool, const std::vector<std::string>& ids,
+                                                 int codec_index = 0) const;
 
   // Flushes memtables to SST and blob files (the WAL already made the data durable; this moves
   // it into its long-term files, e.g. before copying a store or inspecting its files).
@@ -223,7 +260,7 @@ class PassageStore {
                                                 const StatusOr<PassageText>& text)>& fn) const;
 
   // Test hook: writes `value` verbatim as passage id's memory value (corruption tests).
-  Status PutRawMemoryValueForTest(const std::string& id, const std::string& value);
+  Status PutRawMemoryValueForTest(const std::string& id, const std::string& value, int codec_index = 0);
   // Test hook: writes `value` verbatim under `key` in the retrieval index (bm25_postings.h keys).
   Status PutRawIndexValueForTest(const std::string& key, const std::string& value);
   // Test hook: the stored memory value of id, unverified.
@@ -231,8 +268,9 @@ class PassageStore {
 
  private:
   PassageStore() = default;
+  // extra_codecs: memory families to create (create); an existing store's are found by name.
   static Status OpenDb(const PassageStoreOptions& options, const std::string& dir, bool create,
-                       std::unique_ptr<PassageStore>* out);
+                       int extra_codecs, std::unique_ptr<PassageStore>* out);
   // Callers hold mu_ (shared). A failed write marks the store for reopening.
   Status WriteDurably(rocksdb::WriteBatch* batch);
   // FAILED_PRECONDITION for a read-only store or one without a complete index. Callers hold mu_.
@@ -241,6 +279,8 @@ class PassageStore {
   // passage count. Callers hold write_mu_ and mu_ (shared).
   Status WriteWithIndexChanges(const std::vector<Bm25Change>& changes, rocksdb::WriteBatch* wb);
   Status LoadIdentityAndCodec(const StoreIdentity* expected);
+  Status LoadCodecState(int codec_index, Codec* codec);
+  rocksdb::ColumnFamilyHandle* MemoryFamily(int codec_index) const;
   // Before a write: reopens the database when a previous write failed (exclusive lock).
   Status ReopenIfNeeded();
   // UNAVAILABLE for calls on a store whose reopen failed; OK while the database is open.
@@ -251,11 +291,14 @@ class PassageStore {
   PassageStoreOptions options_;
   std::string dir_;
   StoreIdentity identity_;
-  std::unique_ptr<Codec> codec_;
+  std::vector<std::unique_ptr<Codec>> codecs_;  // primary first
   std::shared_ptr<rocksdb::Env> env_;  // wraps options_.file_system; null = the default Env
   rocksdb::DB* db_ = nullptr;
-  // default, meta, codec, passages, memory, bm25 (no bm25 in a read-only open of an old store)
+  // default, meta, codec, passages, memory, bm25 (no bm25 in a read-only open of an old store),
+  // then memory.1 .. memory.<extra codecs> from extra_memory_cf_begin_ on
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  size_t extra_memory_cf_begin_ = 0;
+  bool index_family_ = true;  // handles_ holds the bm25 family
   struct RocksOpenParams;  // the DBOptions and column families db_ was opened with
   std::unique_ptr<RocksOpenParams> open_params_;
   // Shared by every use of db_/handles_; exclusive while reopening.

@@ -133,6 +133,95 @@ TEST_F(PassageStoreTest, IngestAndReadBackEachCodec) {
   }
 }
 
+// Extra codecs: every passage stored in each, read back per codec exactly as that codec decodes
+// it; deletes reach every codec; damage in one codec's value fails only that codec's read.
+TEST_F(PassageStoreTest, ExtraCodecsHoldEveryPassageInEachCodec) {
+  auto primary = TrainedCodec("pq:g=8,bits=8");
+  auto btr = TrainedCodec("btr");
+  auto bf16 = TrainedCodec("none:bf16");
+  identity_.model_fingerprint = 0x77;
+  identity_.layer_split = 2;
+  identity_.codec = primary->spec();
+  identity_.extra_codecs = {btr->spec(), bf16->spec()};
+  PassageStoreOptions options;
+  options.sync = false;
+  // Mismatched lists are refused.
+  EXPECT_EQ(PassageStore::Create(options, dir_, identity_, *primary, &store_).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(PassageStore::Create(options, dir_, identity_, {primary.get(), bf16.get(), btr.get()}, &store_).code(),
+            StatusCode::kInvalidArgument);
+  StoreIdentity twice = identity_;
+  twice.extra_codecs = {primary->spec()};
+  EXPECT_EQ(PassageStore::Create(options, dir_, twice, {primary.get(), primary.get()}, &store_).code(),
+            StatusCode::kInvalidArgument);
+  ASSERT_TRUE(PassageStore::Create(options, dir_, identity_, {primary.get(), btr.get(), bf16.get()}, &store_).ok());
+  codec_ = std::move(primary);
+  const auto ps = Ingest(0, 6);
+  std::vector<std::string> ids;
+  for (const auto& p : ps) ids.push_back(p.id);
+
+  auto check_all = [&](const std::string& when) {
+    SCOPED_TRACE(when);
+    ASSERT_EQ(store_->num_codecs(), 3);
+    for (int c = 0; c < 3; ++c) {
+      const Codec& codec = store_->codec(c);
+      EXPECT_EQ(store_->FindCodec(codec.spec()), c);
+      auto mem = store_->GetMemory(pool_, ids, c);
+      for (size_t i = 0; i < ps.size(); ++i) {
+        ASSERT_TRUE(mem[i].ok()) << mem[i].status().ToString();
+        std::vector<uint8_t> codes(codec.code_size(ps[i].tokens));
+        ASSERT_TRUE(codec.Encode(pool_, ps[i].tokens, ps[i].memory.data(), kDim, codes.data()).ok());
+        std::vector<float> expect(ps[i].tokens * kDim);
+        ASSERT_TRUE(codec.Decode(pool_, ps[i].tokens, codes.data(), codes.size(), expect.data(), kDim).ok());
+        EXPECT_EQ(mem[i]->vectors, expect) << "codec " << codec.spec().ToString();
+      }
+    }
+    EXPECT_EQ(store_->codec(1).spec(), btr->spec());
+    EXPECT_EQ(*store_->FindCodecByFlag("btr"), 1);
+    EXPECT_EQ(*store_->FindCodecByFlag("none:bf16"), 2);
+    EXPECT_EQ(*store_->FindCodecByFlag(""), 0);
+    EXPECT_EQ(store_->FindCodecByFlag("none").status().message(),
+              "the store holds no memory in codec 'none' (none(d=32, f32)); it holds pq:g=8,bits=8, btr, none:bf16");
+    EXPECT_EQ(store_->FindCodecByFlag("zip").status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(store_->FindCodec(*CodecSpec::Parse("none", kDim)), -1);
+    EXPECT_EQ(store_->GetCodes({"p0"}, 3)[0].status().code(), StatusCode::kInvalidArgument);
+    auto stats = store_->Scan(/*verify=*/true);
+    ASSERT_TRUE(stats.ok());
+    ASSERT_EQ(stats->codecs.size(), 3u);
+    int64_t tokens = 0;
+    for (const auto& p : ps) tokens += p.tokens;
+    for (int c = 0; c < 3; ++c) {
+      EXPECT_EQ(stats->codecs[c].memories, 6);
+      EXPECT_EQ(stats->codecs[c].tokens, tokens);
+      EXPECT_EQ(stats->codecs[c].code_bytes, tokens * store_->codec(c).spec().BytesPerToken());
+    }
+    EXPECT_EQ(stats->code_bytes, stats->codecs[0].code_bytes);
+    EXPECT_EQ(stats->corrupt, 0);
+  };
+  check_all("after ingest");
+  // Reopened for the primary identity: the extra codecs come from the store.
+  store_.reset();
+  StoreIdentity expected = identity_;
+  expected.extra_codecs.clear();
+  ASSERT_TRUE(PassageStore::Open(options, dir_, &expected, &store_).ok());
+  check_all("after reopen");
+  EXPECT_EQ(store_->identity().extra_codecs, identity_.extra_codecs);
+
+  // A damaged BTR value: only BTR reads of that passage fail, naming the codec.
+  std::string v = *store_->GetRawMemoryValueForTest("p2");
+  v[3] ^= 1;
+  ASSERT_TRUE(store_->PutRawMemoryValueForTest("p2", v, /*codec_index=*/1).ok());
+  auto btr_read = store_->GetCodes({"p2", "p3"}, 1);
+  EXPECT_EQ(btr_read[0].status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(btr_read[0].status().message().find("btr("), std::string::npos) << btr_read[0].status().ToString();
+  EXPECT_TRUE(btr_read[1].ok());
+  EXPECT_TRUE(store_->GetCodes({"p2"}, 0)[0].ok());
+  EXPECT_TRUE(store_->GetCodes({"p2"}, 2)[0].ok());
+  EXPECT_EQ(store_->Scan(true)->corrupt, 1);
+
+  ASSERT_TRUE(store_->Delete({"p1"}).ok());
+  for (int c = 0; c < 3; ++c) EXPECT_EQ(store_->GetCodes({"p1"}, c)[0].status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(PassageStoreTest, ReopenChecksIdentity) {
   CreateStore("pq:g=8,bits=8");
   Ingest(0, 3);

@@ -60,6 +60,23 @@ TEST(BuildStoreCliTest, BuildsASquadStoreThatInspectStoreVerifies) {
   auto [rc3, again] = RunShell(build);
   EXPECT_EQ(rc3, 1) << again;
   EXPECT_NE(again.find("error:"), std::string::npos) << again;
+
+  // Extra codecs: every passage also stored as BTR bits and bf16 rows, fitted on the same sample.
+  std::string multi = build + " --extra-codecs 'btr;none:bf16'";
+  multi.replace(multi.find(root + "/store"), root.size() + 6, root + "/multi");
+  auto [rc4, built] = RunShell(multi);
+  ASSERT_EQ(rc4, 0) << multi << "\n" << built;
+  EXPECT_NE(built.find("codec pq(d=64, g=16, C=256) (also btr(d=64"), std::string::npos) << built;
+  auto [rc5, multi_inspect] = RunShell(memoria + " inspect-store --store " + root + "/multi --verify");
+  ASSERT_EQ(rc5, 0) << multi_inspect;
+  std::printf("%s", multi_inspect.c_str());
+  // BTR: d / 8 sign bytes + a bf16 scale = 10 bytes; bf16 rows: 2 d = 128 bytes.
+  EXPECT_NE(multi_inspect.find("extra codec 1:      btr(d=64"), std::string::npos) << multi_inspect;
+  EXPECT_NE(multi_inspect.find("10 bytes per token (ceil(d / 8) + scale bytes = 8 + 2), 25.60x vs fp32"),
+            std::string::npos) << multi_inspect;
+  EXPECT_NE(multi_inspect.find("extra codec 2:      none(d=64, bf16), 128 bytes per token"), std::string::npos)
+      << multi_inspect;
+  EXPECT_NE(multi_inspect.find("verify:             OK"), std::string::npos) << multi_inspect;
   std::filesystem::remove_all(root);
 }
 

@@ -287,6 +287,12 @@ TEST_F(ServerStoriesTest, EveryErrorPathHasItsCodeAndMessage) {
        "T5/LUMEN path"},
       {"LUMEN passage ids", [](auto* r) { r->add_passage_ids("p1"); },
        grpc::StatusCode::UNIMPLEMENTED, "T5/LUMEN path"},
+      {"LUMEN store codec",
+       [](auto* r) {
+         r->set_prompt("Once");
+         r->set_codec("btr");
+       },
+       grpc::StatusCode::UNIMPLEMENTED, "(question, passage_ids, retrieve_top_k, codec)"},
       {"message over max receive size", [](auto* r) { r->set_prompt(std::string(2 << 20, 'a')); },
        grpc::StatusCode::RESOURCE_EXHAUSTED, "larger than max"},
   };

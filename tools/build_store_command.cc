@@ -16,7 +16,7 @@ namespace memoria {
 namespace {
 
 Status RunBuildStore(const CommandArgs& args) {
-  RETURN_IF_ERROR(args.CheckKnown({"corpus", "format", "limit", "model", "tokenizer", "store", "codec",
+  RETURN_IF_ERROR(args.CheckKnown({"corpus", "format", "limit", "model", "tokenizer", "store", "codec", "extra-codecs",
                                    "alpha", "batch", "max-tokens", "train-tokens", "pq-iterations",
                                    "pq-update", "pq-codebooks", "pq-codebooks-tensor", "seed",
                                    "threads", "no-sync"}));
@@ -28,6 +28,13 @@ Status RunBuildStore(const CommandArgs& args) {
   o.tokenizer_path = args.Get("tokenizer", "");
   ASSIGN_OR_RETURN(o.store_dir, args.Require("store"));
   ASSIGN_OR_RETURN(o.codec, args.Require("codec"));
+  // ';'-separated: codec specs hold commas ("pq:g=8,bits=8").
+  const std::string extra = args.Get("extra-codecs", "");
+  for (size_t begin = 0; begin < extra.size();) {
+    const size_t end = std::min(extra.find(';', begin), extra.size());
+    if (end > begin) o.extra_codecs.push_back(extra.substr(begin, end - begin));
+    begin = end + 1;
+  }
   ASSIGN_OR_RETURN(o.alpha, args.GetDouble("alpha", 1.0 / 3.0));
   ASSIGN_OR_RETURN(o.batch_passages, args.GetInt("batch", 32));
   ASSIGN_OR_RETURN(o.max_passage_tokens, args.GetInt("max-tokens", 256));
@@ -97,6 +104,7 @@ const bool registered = RegisterCommand({
     "--tokenizer FILE       SentencePiece model (default DIR/spiece.model, else DIR/tokenizer.model)\n"
     "--store DIR            the new store (must not exist yet)\n"
     "--codec SPEC           none | none:bf16 | pq:g=G,bits=8|16 | btr | btr:scale=f32\n"
+    "--extra-codecs LIST    further codecs to store every passage in, ';'-separated (e.g. \"btr;none:bf16\")\n"
     "--alpha A              LUMEN live fraction of encoder layers (default 1/3)\n"
     "--batch N              passages per encoder batch and per durable write (default 32)\n"
     "--max-tokens N         truncate each passage part to N ids, EOS kept (default 256)\n"

@@ -336,6 +336,7 @@ Status EvaluateQa(const EvalQaOptions& options,
 
   std::unique_ptr<PassageStore> store;
   std::vector<CorpusPassage> corpus;
+  int codec_index = 0;  // lumen: which of the store's codecs is read
   if (!options.store_dir.empty()) {
     PassageStoreOptions store_options;
     store_options.read_only = true;
@@ -356,7 +357,8 @@ Status EvaluateQa(const EvalQaOptions& options,
           ": build the store with `memoria build-store` for this model and alpha");
     }
     if (!options.fid) {
-      const CodecSpec& spec = have.codec;
+      ASSIGN_OR_RETURN(codec_index, store->FindCodecByFlag(options.codec));
+      const CodecSpec& spec = store->codec(codec_index).spec();
       r.codec = spec.ToString();
       r.bytes_per_token = spec.BytesPerToken();
       r.ratio_vs_fp32 = 4.0 * double(spec.dim) / double(r.bytes_per_token);
@@ -455,7 +457,7 @@ Status EvaluateQa(const EvalQaOptions& options,
       GenerationResult result;
       if (!options.fid) {
         StatusOr<LumenRunner::AnswerOutcome> answered =
-            runner->Answer(question_ids, ids, options.generation, no_deadline);
+            runner->Answer(question_ids, ids, options.generation, no_deadline, {}, codec_index);
         if (!answered.ok()) return answered.status().WithContext("question '" + ex.id + "'");
         LumenRunner::AnswerOutcome& outcome = *answered;
         result = std::move(outcome.result);

@@ -78,6 +78,7 @@ struct EvalQaOptions {
   std::string tokenizer_path;  // "": <model_dir>/spiece.model, else <model_dir>/tokenizer.model
   std::string qa_path;
   std::string store_dir;       // lumen: required; fid: optional (passage token ids from it)
+  std::string codec;           // lumen: the store codec to read (flag text); "": the primary one
   std::string corpus_path;     // fid without a store: passages (JSONL or SQuAD); "": the QA file
                                // when it is SQuAD
   bool fid = false;            // false: lumen
@@ -109,7 +110,7 @@ struct EvalQaReport {
   int64_t d_model = 0;
   int memory_layers = 0;    // lumen: the store's layer split
   int live_layers = 0;      // lumen: encoder layers run per question; fid: all of them
-  std::string codec;        // lumen: the store's codec (CodecSpec::ToString); fid: ""
+  std::string codec;        // lumen: the store codec read (CodecSpec::ToString); fid: ""
   int64_t bytes_per_token = 0;  // lumen: CodecSpec::BytesPerToken; fid: 0 (text only)
   double ratio_vs_fp32 = 0;     // 4 d / bytes_per_token (as inspect-store); fid: 0
   double ratio_vs_bf16 = 0;     // 2 d / bytes_per_token

@@ -20,7 +20,7 @@ namespace {
 double Rate(double amount, double seconds) { return seconds > 0 ? amount / seconds : 0.0; }
 
 Status RunEvalQa(const CommandArgs& args) {
-  RETURN_IF_ERROR(args.CheckKnown({"model", "tokenizer", "qa", "store", "corpus", "passages", "mode",
+  RETURN_IF_ERROR(args.CheckKnown({"model", "tokenizer", "qa", "store", "codec", "corpus", "passages", "mode",
                                    "alpha", "limit", "beams", "max-new-tokens", "length-penalty",
                                    "max-tokens", "threads", "predictions", "report",
                                    "iceformer-min-keys", "iceformer-top-k"}));
@@ -29,6 +29,8 @@ Status RunEvalQa(const CommandArgs& args) {
   o.tokenizer_path = args.Get("tokenizer", "");
   ASSIGN_OR_RETURN(o.qa_path, args.Require("qa"));
   o.store_dir = args.Get("store", "");
+  o.codec = args.Get("codec", "");
+  if (!o.codec.empty() && o.store_dir.empty()) return InvalidArgumentError("--codec names one of a --store's codecs");
   o.corpus_path = args.Get("corpus", "");
   ASSIGN_OR_RETURN(o.passages, ParsePassageSelection(args.Get("passages", "gold")));
   const std::string mode = args.Get("mode", "lumen");
@@ -151,6 +153,8 @@ const bool registered = RegisterCommand({
     "                       JSONL {\"question\", \"answers\", \"passage_ids\"?, \"id\"?} per line\n"
     "--store DIR            passage store from `memoria build-store` (lumen: required; fid: the\n"
     "                       passages' token ids are read from it)\n"
+    "--codec SPEC           lumen: which of the store's codecs to read (default its primary one;\n"
+    "                       a store built with --extra-codecs holds several)\n"
     "--corpus FILE          fid without --store: passages (JSONL or SQuAD; default the QA file)\n"
     "--passages P           gold (default) | bm25:K | gold+bm25:K (K in all, the gold one first)\n"
     "--mode M               lumen (default: store memory + live encoder) | fid (full encoder)\n"

@@ -29,7 +29,7 @@ std::string Squad() { return testing::SharedPath("data/qa/squad-v1.1-dev-part1.j
 std::string Tok() { return testing::SharedPath("models/llama2-tokenizer/tokenizer.model"); }
 
 // Two stores of the first 3 paragraphs (Super_Bowl_50/0..2; the first 30 questions are on /0):
-// alpha 1 + codec none, and alpha 1/3 + pq.
+// alpha 1 + codec none, and alpha 1/3 + pq (with btr as an extra codec).
 class EvalQaTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -54,6 +54,7 @@ class EvalQaTest : public ::testing::Test {
       o.tokenizer_path = Tok();
       o.store_dir = Root() + "/" + name;
       o.codec = codec;
+      if (name == "pq") o.extra_codecs = {"btr"};
       o.alpha = alpha;
       o.max_passage_tokens = 120;
       o.threads = 1;
@@ -304,6 +305,27 @@ TEST_F(EvalQaTest, MissingPassagesAreNamedBeforeAnyQuestionRuns) {
   s = EvaluateQa(o, nullptr, nullptr);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   EXPECT_NE(s.message().find("bm25"), std::string::npos) << s.ToString();
+}
+
+// --codec reads one of the store's extra codecs: its bytes per token are reported, and a codec
+// the store does not hold is refused naming those it does.
+TEST_F(EvalQaTest, CodecChoosesAmongTheStoresCodecs) {
+  MEMORIA_REQUIRE_SHARED();
+  EvalQaOptions o = Options("pq", false, 1.0 / 3.0);
+  EvalQaReport pq, btr;
+  ASSERT_TRUE(EvaluateQa(o, nullptr, &pq).ok());
+  o.codec = "btr";
+  Status s = EvaluateQa(o, nullptr, &btr);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(pq.codec, "pq(d=32, g=8, C=256)");
+  EXPECT_EQ(pq.bytes_per_token, 8);
+  EXPECT_EQ(btr.codec, "btr(d=32, scale=bf16)");
+  EXPECT_EQ(btr.bytes_per_token, 4 + 2);
+  EXPECT_EQ(btr.questions, 5);
+  o.codec = "none";
+  s = EvaluateQa(o, nullptr, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("it holds pq:g=8,bits=8, btr"), std::string::npos) << s.ToString();
 }
 
 TEST_F(EvalQaTest, StoreOfAnotherModelOrAlphaIsRefused) {

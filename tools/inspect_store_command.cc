@@ -73,6 +73,13 @@ Status RunInspectStore(const CommandArgs& args) {
   std::printf("compression ratio:  %.2fx vs fp32 (%.0f B/token), %.2fx vs bf16 (%.0f B/token)\n", fp32 / bpt, fp32,
               bf16 / bpt, bf16);
   std::printf("code bytes:         %lld\n", static_cast<long long>(stats.code_bytes));
+  for (int c = 1; c < store->num_codecs(); ++c) {
+    const CodecSpec& extra = store->codec(c).spec();
+    const int64_t extra_bpt = extra.BytesPerToken();
+    std::printf("extra codec %d:      %s, %lld bytes per token (%s), %.2fx vs fp32, %.2fx vs bf16, %lld code bytes\n",
+                c, extra.ToString().c_str(), static_cast<long long>(extra_bpt), Formula(extra).c_str(),
+                fp32 / extra_bpt, bf16 / extra_bpt, static_cast<long long>(stats.codecs[c].code_bytes));
+  }
   std::printf("memory value bytes: %lld, text value bytes: %lld\n", static_cast<long long>(stats.memory_value_bytes),
               static_cast<long long>(stats.text_value_bytes));
   if (store->passage_count() >= 0) {
@@ -84,8 +91,10 @@ Status RunInspectStore(const CommandArgs& args) {
   std::printf("on disk (SST+blob): %lld bytes\n", static_cast<long long>(stats.sst_bytes));
   if (!verify) return Status::Ok();
   if (stats.corrupt == 0) {
+    int64_t memories = 0;
+    for (const auto& c : stats.codecs) memories += c.memories;
     std::printf("verify:             OK (%lld values checked)\n",
-                static_cast<long long>(stats.passages + stats.memories + stats.index_records));
+                static_cast<long long>(stats.passages + memories + stats.index_records));
     return Status::Ok();
   }
   std::printf("verify:             %lld corrupt value(s)\n", static_cast<long long>(stats.corrupt));

@@ -122,8 +122,14 @@ Status BuildStore(const StoreBuildOptions& options,
 
   ThreadPool pool(options.threads);
   LumenScratch scratch;
-  ASSIGN_OR_RETURN(CodecSpec spec, CodecSpec::Parse(options.codec, d));
-  ASSIGN_OR_RETURN(std::unique_ptr<Codec> codec, CreateCodec(spec));
+  // The primary codec, then the extra ones (every passage is stored in each).
+  std::vector<std::unique_ptr<Codec>> codecs;
+  for (size_t c = 0; c <= options.extra_codecs.size(); ++c) {
+    ASSIGN_OR_RETURN(CodecSpec spec_c, CodecSpec::Parse(c == 0 ? options.codec : options.extra_codecs[c - 1], d));
+    ASSIGN_OR_RETURN(std::unique_ptr<Codec> codec_c, CreateCodec(spec_c));
+    codecs.push_back(std::move(codec_c));
+  }
+  const CodecSpec spec = codecs[0]->spec();
   std::unordered_map<size_t, std::vector<float>> cached;  // sample passages' memory, by index
 
   // Memory-encodes passages `which` (indices into corpus) in batches; calls sink(index, memory).
@@ -151,8 +157,11 @@ Status BuildStore(const StoreBuildOptions& options,
     if (spec.id != CodecId::kPq) {
       return InvalidArgumentError("codebooks to import were given but the codec is " + spec.ToString());
     }
-    RETURN_IF_ERROR(ImportPqCodebooks(options.pq_codebooks, options.pq_codebooks_tensor, codec.get()));
-  } else if (!codec->ready()) {
+    RETURN_IF_ERROR(ImportPqCodebooks(options.pq_codebooks, options.pq_codebooks_tensor, codecs[0].get()));
+  }
+  const bool needs_sample =
+      std::any_of(codecs.begin(), codecs.end(), [](const std::unique_ptr<Codec>& c) { return !c->ready(); });
+  if (needs_sample) {
     std::vector<size_t> order(corpus.size());
     std::iota(order.begin(), order.end(), size_t{0});
     std::shuffle(order.begin(), order.end(), std::mt19937_64(options.seed));
@@ -171,21 +180,30 @@ Status BuildStore(const StoreBuildOptions& options,
       return Status::Ok();
     }));
     const auto t0 = std::chrono::steady_clock::now();
-    CodecTrainReport train_report;
-    RETURN_IF_ERROR(codec->Train(pool, sample_tokens, train.data(), d, options.train, &train_report));
+    for (size_t c = 0; c < codecs.size(); ++c) {
+      if (codecs[c]->ready()) continue;
+      CodecTrainReport train_report;
+      RETURN_IF_ERROR(codecs[c]->Train(pool, sample_tokens, train.data(), d, options.train, &train_report)
+                          .WithContext("codec " + codecs[c]->spec().ToString()));
+      if (c == 0) r.distortion = train_report.distortion;
+    }
     r.train_seconds = Since(t0);
     r.training_vectors = sample_tokens;
-    r.distortion = train_report.distortion;
     notify({"train", int64_t(sample.size()), int64_t(sample.size()), sample_tokens, r.train_seconds});
   }
 
   r.identity.model_fingerprint = fingerprint;
   r.identity.layer_split = lumen->memory_layers();
   r.identity.codec = spec;
+  std::vector<const Codec*> codec_list;
+  for (const auto& c : codecs) {
+    codec_list.push_back(c.get());
+    if (c.get() != codecs[0].get()) r.identity.extra_codecs.push_back(c->spec());
+  }
   PassageStoreOptions store_options;
   store_options.sync = options.sync;
   std::unique_ptr<PassageStore> store;
-  RETURN_IF_ERROR(PassageStore::Create(store_options, options.store_dir, r.identity, *codec, &store));
+  RETURN_IF_ERROR(PassageStore::Create(store_options, options.store_dir, r.identity, codec_list, &store));
 
   // Ingest in file order, one durable WriteBatch per batch of passages.
   const auto t_ingest = std::chrono::steady_clock::now();

@@ -4,7 +4,8 @@
 //   the model's SentencePiece tokenizer and truncated to max_passage_tokens (EOS kept last)
 //   -> LUMEN memory encoder (engine/lumen.h) of the T5 model dir at live fraction alpha
 //   -> codec fitted on a sample (pq: k-means codebooks, or codebooks imported from safetensors;
-//      btr: calibration; none: nothing) -> PassageStore::Create + Ingest in batches.
+//      btr: calibration; none: nothing), and so each extra codec -> PassageStore::Create + Ingest
+//      in batches.
 //
 // The store's identity is the model dir's fingerprint (ModelDir::Fingerprint: config + weights),
 // the layer split (memory-encoder layers = num_layers - round(alpha * num_layers)) and the codec
@@ -48,6 +49,9 @@ struct StoreBuildOptions {
   std::string tokenizer_path;      // "": <model_dir>/spiece.model, else <model_dir>/tokenizer.model
   std::string store_dir;           // created; must not hold a store yet
   std::string codec;               // CodecSpec::Parse text: "none", "none:bf16", "pq:g=96,bits=8", "btr"
+  // Further codecs every passage is also stored in (PassageStore extra codecs), each fitted on the
+  // same sample; a server answers from any of them per request.
+  std::vector<std::string> extra_codecs;
   double alpha = 1.0 / 3.0;        // LUMEN live fraction, [0, 1]
   int64_t batch_passages = 32;     // passages per MemoryEncode call and per durable WriteBatch, >= 1
   int64_t max_passage_tokens = 256;  // FiD passage part truncated to this many ids, >= 2
