@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "base/testing.h"
+#include "storage/codec.h"
 
 namespace memoria {
 namespace {
@@ -161,6 +162,20 @@ TEST(ServerConfigTest, TheShippedT5ConfigIsValid) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->model_kind(), "t5");
   EXPECT_FALSE(config->store_dir().empty());
+}
+
+// One example per codec: each loads, and its store_codec parses for a d = 768 model.
+TEST(ServerConfigTest, TheShippedCodecExamplesAreValid) {
+  for (const auto& [file, codec] : {std::pair<std::string, std::string>{"t5_lumen_pq", "pq(d=768, g=96, C=256)"},
+                                    {"t5_lumen_btr", "btr(d=768, scale=bf16)"},
+                                    {"t5_lumen_bf16", "none(d=768, bf16)"}}) {
+    auto config = LoadServerConfig(testing::SourceDir() + "/configs/" + file + ".textproto", {});
+    ASSERT_TRUE(config.ok()) << file << ": " << config.status().ToString();
+    EXPECT_EQ(config->model_kind(), "t5") << file;
+    auto spec = CodecSpec::Parse(config->store_codec(), 768);
+    ASSERT_TRUE(spec.ok()) << file << ": " << spec.status().ToString();
+    EXPECT_EQ(spec->ToString(), codec) << file;
+  }
 }
 
 TEST(ServerConfigTest, TheShippedDefaultConfigIsValid) {
