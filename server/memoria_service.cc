@@ -235,12 +235,7 @@ grpc::Status MemoriaService::ServerInfo(grpc::ServerContext* context, const v1::
     }
     reply->set_store_configured(s.store != nullptr);
     if (s.store) {
-      const CodecSpec& codec = s.store->identity().codec;
       reply->set_store_identity(s.store->identity().ToString());
-      reply->set_codec(codec.ToString());
-      reply->set_bytes_per_token(codec.BytesPerToken());
-      if (codec.BytesPerToken() > 0)
-        reply->set_compression_ratio(4.0 * double(codec.dim) / double(codec.BytesPerToken()));
       for (int i = 0; i < s.store->num_codecs(); ++i) {
         const CodecSpec& spec = s.store->codec(i).spec();
         v1::StoreCodec* info = reply->add_store_codecs();
@@ -251,6 +246,11 @@ grpc::Status MemoriaService::ServerInfo(grpc::ServerContext* context, const v1::
           info->set_compression_ratio(4.0 * double(spec.dim) / double(spec.BytesPerToken()));
         info->set_primary(i == 0);
       }
+      // The primary codec's figures also in the top-level fields.
+      const v1::StoreCodec& primary = reply->store_codecs(0);
+      reply->set_codec(primary.description());
+      reply->set_bytes_per_token(primary.bytes_per_token());
+      reply->set_compression_ratio(primary.compression_ratio());
     }
   }
   return Finish("ServerInfo", context, start, serving.status(), "");

@@ -460,18 +460,16 @@ Status PassageStore::LoadCodecState(int index, Codec* codec) {
 
 StatusOr<int> PassageStore::FindCodecByFlag(const std::string& flag) const {
   if (flag.empty()) return 0;
-  std::string held;
-  for (int i = 0; i < num_codecs(); ++i) held += (i == 0 ? "" : ", ") + codecs_[i]->spec().ToFlag();
   auto spec = CodecSpec::Parse(flag, codec().dim());
+  const int index = spec.ok() ? FindCodec(*spec) : -1;
+  if (index >= 0) return index;
+  std::string held;  // only for the error: requests naming a held codec do not build it
+  for (int i = 0; i < num_codecs(); ++i) held += (i == 0 ? "" : ", ") + codecs_[i]->spec().ToFlag();
   if (!spec.ok()) {
     return InvalidArgumentError("codec '" + flag + "': " + spec.status().message() + " (the store holds " + held + ")");
   }
-  const int index = FindCodec(*spec);
-  if (index < 0) {
-    return InvalidArgumentError("the store holds no memory in codec '" + flag + "' (" + spec->ToString() +
-                                "); it holds " + held);
-  }
-  return index;
+  return InvalidArgumentError("the store holds no memory in codec '" + flag + "' (" + spec->ToString() +
+                              "); it holds " + held);
 }
 
 rocksdb::ColumnFamilyHandle* PassageStore::MemoryFamily(int codec_index) const {

@@ -196,9 +196,9 @@ Status BuildStore(const StoreBuildOptions& options,
   r.identity.layer_split = lumen->memory_layers();
   r.identity.codec = spec;
   std::vector<const Codec*> codec_list;
-  for (const auto& c : codecs) {
-    codec_list.push_back(c.get());
-    if (c.get() != codecs[0].get()) r.identity.extra_codecs.push_back(c->spec());
+  for (size_t c = 0; c < codecs.size(); ++c) {
+    codec_list.push_back(codecs[c].get());
+    if (c > 0) r.identity.extra_codecs.push_back(codecs[c]->spec());
   }
   PassageStoreOptions store_options;
   store_options.sync = options.sync;
