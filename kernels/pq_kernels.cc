@@ -87,11 +87,12 @@ bool UseFused(const PqShape& shape) {
 
 #ifdef __AVX2__
 // Nearest centroid of R rows' subvectors in one subspace. ct: (dsub, ksub) transposed centroids,
-// nm: (ksub) norms, xr[r]: the subvector of row r. Computes ||c||^2 - 2 x.c for 8 centroids of R
-// rows per step (R * dsub FMAs on one loaded centroid column block) and keeps a running arg-min
-// per lane; ties keep the smaller index.
+// nm: (ksub) norms, xr[r]: the subvector of row r. Computes ||c||^2 - 2 x.c for 8 W centroids of
+// R rows per step (R * W * dsub FMAs; per k, W centroid loads and R broadcasts) and keeps a
+// running arg-min per lane; ties keep the smaller index. W = 2 needs ksub % 16 == 0: it halves
+// the broadcast loads per FMA, which bound the W = 1 loop (R + 1 loads per R FMAs).
 // DSUB > 0 fixes dsub at compile time (the k loop unrolls); DSUB == 0 reads it from dsub.
-template <int R, int DSUB>
+template <int R, int DSUB, int W = 1>
 inline void FusedArgmin(const float* ct, const float* nm, int64_t ksub, int64_t dsub_runtime,
                         const float* const* xr, int32_t* best_j, float* best_v) {
   const int64_t dsub = DSUB > 0 ? DSUB : dsub_runtime;
@@ -107,21 +108,30 @@ inline void FusedArgmin(const float* ct, const float* nm, int64_t ksub, int64_t 
   }
   __m256i cur = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i step = _mm256_set1_epi32(8);
-  for (int64_t j = 0; j < ksub; j += 8) {
-    __m256 acc[R];
-    const __m256 n = _mm256_loadu_ps(nm + j);
-    for (int r = 0; r < R; ++r) acc[r] = n;
+  for (int64_t j = 0; j < ksub; j += 8 * W) {
+    __m256 acc[W][R];
+    for (int w = 0; w < W; ++w) {
+      const __m256 n = _mm256_loadu_ps(nm + j + 8 * w);
+      for (int r = 0; r < R; ++r) acc[w][r] = n;
+    }
     for (int64_t k = 0; k < dsub; ++k) {
-      const __m256 c = _mm256_loadu_ps(ct + k * ksub + j);
-      for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&xm2[r][k]), c, acc[r]);
+      __m256 c[W];
+      for (int w = 0; w < W; ++w) c[w] = _mm256_loadu_ps(ct + k * ksub + j + 8 * w);
+      for (int r = 0; r < R; ++r) {
+        const __m256 xk = _mm256_broadcast_ss(&xm2[r][k]);
+        for (int w = 0; w < W; ++w) acc[w][r] = _mm256_fmadd_ps(xk, c[w], acc[w][r]);
+      }
     }
-    for (int r = 0; r < R; ++r) {
-      const __m256 lt = _mm256_cmp_ps(acc[r], vmin[r], _CMP_LT_OQ);
-      vmin[r] = _mm256_blendv_ps(vmin[r], acc[r], lt);
-      vidx[r] = _mm256_castps_si256(
-          _mm256_blendv_ps(_mm256_castsi256_ps(vidx[r]), _mm256_castsi256_ps(cur), lt));
+    // Lower centroid blocks first, strict less-than: ties keep the smaller index.
+    for (int w = 0; w < W; ++w) {
+      for (int r = 0; r < R; ++r) {
+        const __m256 lt = _mm256_cmp_ps(acc[w][r], vmin[r], _CMP_LT_OQ);
+        vmin[r] = _mm256_blendv_ps(vmin[r], acc[w][r], lt);
+        vidx[r] = _mm256_castps_si256(
+            _mm256_blendv_ps(_mm256_castsi256_ps(vidx[r]), _mm256_castsi256_ps(cur), lt));
+      }
+      cur = _mm256_add_epi32(cur, step);
     }
-    cur = _mm256_add_epi32(cur, step);
   }
   for (int r = 0; r < R; ++r) {
     alignas(32) float mins[8];
@@ -156,7 +166,9 @@ void AssignFused(const ThreadPool& pool, const PqShape& shape, const PqTables& t
       const int64_t r0 = b * block, r1 = std::min(n, r0 + block);
       const float* ct = tables.transposed.data() + m * dsub * ksub;
       const float* nm = tables.norms.data() + m * ksub;
-      auto kernel4 = dsub == 8 ? FusedArgmin<4, 8> : dsub == 16 ? FusedArgmin<4, 16>
+      const bool wide = ksub % 16 == 0;
+      auto kernel4 = dsub == 8 ? (wide ? FusedArgmin<4, 8, 2> : FusedArgmin<4, 8>)
+                     : dsub == 16 ? (wide ? FusedArgmin<4, 16, 2> : FusedArgmin<4, 16>)
                      : dsub == 4 ? FusedArgmin<4, 4> : FusedArgmin<4, 0>;
       auto kernel1 = dsub == 8 ? FusedArgmin<1, 8> : dsub == 16 ? FusedArgmin<1, 16>
                      : dsub == 4 ? FusedArgmin<1, 4> : FusedArgmin<1, 0>;
