@@ -108,6 +108,12 @@ put("store_value", "mem_btr", b"\2\5\1" + no_state + memory_value(2, 2, 8, b"\xa
 btr_state = f32(*([0.5] * 16 + [1.0] * 16))  # btr:scale=f32, d=12 -> d8=16: mu, a
 put("store_value", "mem_btr_f32_state", b"\2\6\1" + struct.pack("<H", len(btr_state)) + btr_state +
     memory_value(2, 1, 12, b"\xff\x0f" + f32(2.0)))
+# btr:merge=0.5 (d=12 -> 2 bytes of bits + bf16 scale per kept token): 4 tokens merged to 2,
+# blob = u32 n | u32 m | A-token flags | u16 B partner per merged A | codes of m tokens
+# (storage/btr_merge.h): A tokens 0 and 1 (positions 0, 2) merge into B tokens 0 and 1 (1, 3).
+merged = struct.pack("<II", 4, 2) + b"\x03" + struct.pack("<2H", 0, 1) + b"\xa5\x05\x5a\x0a" + b"\x80\x3f" * 2
+put("store_value", "mem_btr_merged", b"\2\7\1" + no_state + memory_value(2, 4, 12, merged))
+put("store_value", "spec_text_btr_merge", b"\1" + struct.pack("<i", 64) + b"btr:scale=f32,merge=0.2")
 put("store_value", "mem_bad_crc", b"\2\0\0" + no_state + memory_value(0, 1, 8, bytes(32)))
 put("store_value", "mem_newer", b"\2\0\1" + no_state + memory_value(0, 1, 8, bytes(32), version=9))
 put("store_value", "text", b"\3\1" + text_value("Title", "Some text", [1, 2, 3]))

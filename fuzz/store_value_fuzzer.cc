@@ -4,13 +4,14 @@
 //   1  codec spec flag text ("pq:g=96,bits=8") with a fuzzed dim: CodecSpec::Parse
 //   2  a memory value (frame + header + codes) against one of a fixed set of codecs, after
 //      LoadState of fuzzed codec state (PQ codebooks, BTR calibration); the codes are also fed
-//      to Codec::Decode directly, past the checksum
+//      to Codec::DecodePassage directly, past the checksum
 //   3  a passage text value: ParsePassageValue
 //   4  PQ codebooks in a safetensors file: ImportPqCodebooks
 //   5  a retrieval-index record (storage/bm25_postings.h): a length-prefixed key, then the value:
 //      VerifyBm25Record
 // Modes 2, 3 and 5 can replace the value's last 4 bytes by its correct CRC32C (second byte's low
 // bit), so the fuzzer reaches the payload parsers behind the checksum.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -18,6 +19,7 @@
 
 #include "fuzz/fuzz_target.h"
 #include "storage/bm25_postings.h"
+#include "storage/btr_merge.h"
 #include "storage/codec.h"
 #include "storage/passage_store.h"
 
@@ -25,12 +27,13 @@ namespace memoria::fuzz {
 namespace {
 
 // Small codecs of every kind: none f32/bf16, pq 8/16 bits (with and without padding of d to a
-// multiple of g), btr with bf16/f32 scales (with and without padding of d to a multiple of 8).
+// multiple of g), btr with bf16/f32 scales (with and without padding of d to a multiple of 8),
+// btr with token merging (variable-size passage blobs: storage/btr_merge.h).
 const char* const kSpecs[] = {"none",           "none:bf16",         "pq:g=4,bits=8",
                               "pq:g=4,bits=8",  "pq:g=2,bits=16",    "btr",
-                              "btr:scale=f32"};
-const int64_t kSpecDims[] = {8, 8, 8, 6, 4, 8, 12};
-constexpr int kNumSpecs = 7;
+                              "btr:scale=f32",  "btr:merge=0.5"};
+const int64_t kSpecDims[] = {8, 8, 8, 6, 4, 8, 12, 12};
+constexpr int kNumSpecs = 8;
 
 CodecSpec SpecAt(int i) {
   auto spec = CodecSpec::Parse(kSpecs[i], kSpecDims[i]);
@@ -80,18 +83,26 @@ void FixChecksum(std::string* value) {
   std::memcpy(value->data() + value->size() - 4, &crc, 4);
 }
 
-// Decodes n tokens of codes; a successful decode of finite-state codecs gives finite values for
-// PQ (centroid copies) and BTR (finite scales are checked before decoding).
+// Decodes a passage blob of n tokens (Codec::DecodePassage, what the store calls); a successful
+// decode of finite-state codecs gives finite values for PQ (centroid copies) and BTR (finite
+// scales are checked before decoding).
 void DecodeChecked(const Codec& codec, int64_t n, const std::string& codes) {
   static const ThreadPool pool(1);
+  // A merged blob's header could claim any n: bound the output buffer just past what merging
+  // accepts (the decode must refuse the rest).
+  if (!codec.fixed_size_blobs()) n = std::min<int64_t>(n, kMaxBtrMergeTokens + 1);
   std::vector<float> x(static_cast<size_t>(n * codec.dim()));
-  const Status s = codec.Decode(pool, n, reinterpret_cast<const uint8_t*>(codes.data()),
-                                static_cast<int64_t>(codes.size()), x.data(), codec.dim());
+  const Status s = codec.DecodePassage(pool, n, reinterpret_cast<const uint8_t*>(codes.data()),
+                                       static_cast<int64_t>(codes.size()), x.data(), codec.dim());
   if (!s.ok()) {
     FUZZ_CHECK(s.code() == StatusCode::kDataLoss);
     return;
   }
-  FUZZ_CHECK(static_cast<int64_t>(codes.size()) == codec.code_size(n));
+  if (codec.fixed_size_blobs()) {
+    FUZZ_CHECK(static_cast<int64_t>(codes.size()) == codec.code_size(n));
+  } else {
+    FUZZ_CHECK(n <= kMaxBtrMergeTokens && static_cast<int64_t>(codes.size()) >= 8 + ((n + 1) / 2 + 7) / 8);
+  }
   if (codec.spec().id == CodecId::kPq) {
     for (float f : x) FUZZ_CHECK(std::isfinite(f));
   }
@@ -146,7 +157,9 @@ MEMORIA_FUZZ_TARGET(StoreValue) {
     PassageCodes codes;
     const Status parsed = ParseMemoryValue("fuzz", value.data(), value.size(), codec, &codes);
     if (parsed.ok()) {
-      FUZZ_CHECK(static_cast<int64_t>(codes.codes.size()) == codec.code_size(codes.num_tokens));
+      if (codec.fixed_size_blobs()) {
+        FUZZ_CHECK(static_cast<int64_t>(codes.codes.size()) == codec.code_size(codes.num_tokens));
+      }
       DecodeChecked(codec, codes.num_tokens, codes.codes);
     } else {
       FUZZ_CHECK(parsed.code() == StatusCode::kDataLoss ||

@@ -126,7 +126,7 @@ StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
       for (size_t i = 0; i < codes.size(); ++i) {
         const PassageCodes& pc = *codes[i];
         memory[i].resize(static_cast<size_t>(pc.num_tokens * d));
-        Status st = store_->codec(codec_index).Decode(
+        Status st = store_->codec(codec_index).DecodePassage(
             pool, pc.num_tokens, reinterpret_cast<const uint8_t*>(pc.codes.data()),
             static_cast<int64_t>(pc.codes.size()), memory[i].data(), d);
         if (!st.ok()) {

@@ -30,6 +30,10 @@ StatusOr<BtrMergedPassage> BtrMergeTokens(const Codec& codec, int64_t n, const u
   if (!(ratio >= 0.0 && ratio < 1.0)) {
     return InvalidArgumentError("merge ratio must be in [0, 1), got " + std::to_string(ratio));
   }
+  if (n > kMaxBtrMergeTokens) {
+    return InvalidArgumentError("token merging takes passages of at most " + std::to_string(kMaxBtrMergeTokens) +
+                                " tokens, got " + std::to_string(n));
+  }
   if (n < 0 || code_bytes != codec.code_size(n)) {
     return InvalidArgumentError("btr codes of " + std::to_string(n) + " tokens take " +
                                 std::to_string(codec.code_size(n)) + " bytes, got " + std::to_string(code_bytes));
@@ -142,12 +146,48 @@ Status BtrUnmerge(const std::vector<uint32_t>& merge_map, int64_t m, int64_t d, 
   return Status::Ok();
 }
 
-std::string EncodeBtrMergedPassage(const BtrMergedPassage& p) {
+StatusOr<std::string> EncodeBtrMergedPassage(const BtrMergedPassage& p) {
+  const int64_t n = p.num_tokens, m = p.merged_tokens, na = (n + 1) / 2, nb = n / 2;
+  if (n < 0 || n > kMaxBtrMergeTokens || m < 0 || m > n || int64_t(p.merge_map.size()) != n) {
+    return InvalidArgumentError("merged passage of " + std::to_string(n) + " tokens, " + std::to_string(m) +
+                                " rows and a map of " + std::to_string(p.merge_map.size()) + " entries");
+  }
+  // Group sizes and roots: a row shared by several tokens is a B token (odd position) with the A
+  // tokens (even positions) merged into it; every other row belongs to one token.
+  std::vector<int64_t> size(size_t(m), 0), root(size_t(m), -1);
+  for (int64_t t = 0; t < n; ++t) {
+    if (p.merge_map[t] >= uint64_t(m)) return InvalidArgumentError("merge map entry " + std::to_string(t) + " >= m");
+    ++size[p.merge_map[t]];
+  }
+  std::string flags(size_t((na + 7) / 8), '\0'), partners;
+  int64_t next_row = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    const uint32_t r = p.merge_map[t];
+    const bool merged_a = t % 2 == 0 && size[r] > 1;
+    if (merged_a) {
+      flags[size_t(t / 2 / 8)] = char(uint8_t(flags[size_t(t / 2 / 8)]) | (1u << (t / 2 % 8)));
+      continue;
+    }
+    if (int64_t(r) != next_row++ || (size[r] > 1 && t % 2 == 0)) {
+      return InvalidArgumentError("merge map is not a bipartite A -> B matching in token order (token " +
+                                  std::to_string(t) + ")");
+    }
+    root[r] = t;
+  }
+  if (next_row != m) return InvalidArgumentError("merge map leaves rows without a kept token");
+  for (int64_t t = 0; t < n; t += 2) {
+    if (!((uint8_t(flags[size_t(t / 2 / 8)]) >> (t / 2 % 8)) & 1)) continue;
+    const int64_t b = (root[p.merge_map[t]] - 1) / 2;
+    if (b < 0 || b >= nb) return InvalidArgumentError("merged token " + std::to_string(t) + " has no B partner");
+    partners.push_back(char(b & 0xff));
+    partners.push_back(char(b >> 8));
+  }
   std::string s;
-  s.reserve(8 + 4 * p.merge_map.size() + p.codes.size());
-  PutU32(&s, uint32_t(p.num_tokens));
-  PutU32(&s, uint32_t(p.merged_tokens));
-  for (uint32_t v : p.merge_map) PutU32(&s, v);
+  s.reserve(8 + flags.size() + partners.size() + p.codes.size());
+  PutU32(&s, uint32_t(n));
+  PutU32(&s, uint32_t(m));
+  s += flags;
+  s += partners;
   s += p.codes;
   return s;
 }
@@ -157,30 +197,48 @@ StatusOr<BtrMergedPassage> DecodeBtrMergedPassage(const Codec& codec, const std:
   BtrMergedPassage p;
   p.num_tokens = GetU32(blob.data());
   p.merged_tokens = GetU32(blob.data() + 4);
-  if (p.merged_tokens > p.num_tokens || (p.merged_tokens == 0 && p.num_tokens > 0)) {
-    return DataLossError("merged btr blob has " + std::to_string(p.merged_tokens) + " merged rows for " +
-                         std::to_string(p.num_tokens) + " tokens");
+  const int64_t n = p.num_tokens, m = p.merged_tokens, na = (n + 1) / 2, nb = n / 2;
+  if (n > kMaxBtrMergeTokens || m > n || (m == 0 && n > 0)) {
+    return DataLossError("merged btr blob has " + std::to_string(m) + " merged rows for " + std::to_string(n) +
+                         " tokens (at most " + std::to_string(kMaxBtrMergeTokens) + ")");
   }
-  const uint64_t want = 8 + 4 * uint64_t(p.num_tokens) + uint64_t(codec.code_size(p.merged_tokens));
-  if (blob.size() != want) {
-    return DataLossError("merged btr blob of " + std::to_string(blob.size()) + " bytes, expected " +
-                         std::to_string(want) + " for " + std::to_string(p.num_tokens) + " -> " +
-                         std::to_string(p.merged_tokens) + " tokens");
+  const size_t flag_bytes = size_t((na + 7) / 8);
+  if (blob.size() < 8 + flag_bytes) {
+    return DataLossError("merged btr blob of " + std::to_string(blob.size()) + " bytes is truncated");
   }
-  p.merge_map.resize(size_t(p.num_tokens));
-  std::vector<bool> used(size_t(p.merged_tokens), false);
-  for (int64_t t = 0; t < p.num_tokens; ++t) {
-    p.merge_map[t] = GetU32(blob.data() + 8 + 4 * t);
-    if (int64_t(p.merge_map[t]) >= p.merged_tokens) {
-      return DataLossError("merge map entry " + std::to_string(t) + " = " + std::to_string(p.merge_map[t]) +
-                           " >= merged tokens " + std::to_string(p.merged_tokens));
+  const uint8_t* flags = reinterpret_cast<const uint8_t*>(blob.data()) + 8;
+  int64_t k = 0;
+  for (int64_t i = 0; i < int64_t(flag_bytes) * 8; ++i) {
+    if (!((flags[i / 8] >> (i % 8)) & 1)) continue;
+    if (i >= na) return DataLossError("merged btr blob flags A token " + std::to_string(i) + " of " + std::to_string(na));
+    ++k;
+  }
+  const uint64_t want = 8 + flag_bytes + 2 * uint64_t(k) + uint64_t(codec.code_size(m));
+  if (n - k != m || blob.size() != want) {
+    return DataLossError("merged btr blob of " + std::to_string(blob.size()) + " bytes with " + std::to_string(k) +
+                         " merged tokens, expected " + std::to_string(want) + " bytes and " +
+                         std::to_string(n - m) + " merged for " + std::to_string(n) + " -> " + std::to_string(m) +
+                         " tokens");
+  }
+  // Kept tokens take rows in token order; a merged A token takes its B partner's row.
+  p.merge_map.assign(size_t(n), 0);
+  uint32_t next_row = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    if (t % 2 == 0 && ((flags[t / 2 / 8] >> (t / 2 % 8)) & 1)) continue;
+    p.merge_map[t] = next_row++;
+  }
+  const uint8_t* partners = flags + flag_bytes;
+  for (int64_t t = 0, j = 0; t < n; t += 2) {
+    if (!((flags[t / 2 / 8] >> (t / 2 % 8)) & 1)) continue;
+    const int64_t b = int64_t(partners[2 * j]) | (int64_t(partners[2 * j + 1]) << 8);
+    ++j;
+    if (b >= nb) {
+      return DataLossError("merged token " + std::to_string(t) + " names B token " + std::to_string(b) + " of " +
+                           std::to_string(nb));
     }
-    used[p.merge_map[t]] = true;
+    p.merge_map[t] = p.merge_map[2 * b + 1];
   }
-  for (int64_t r = 0; r < p.merged_tokens; ++r) {
-    if (!used[r]) return DataLossError("merged row " + std::to_string(r) + " is referenced by no token");
-  }
-  p.codes = blob.substr(size_t(8 + 4 * p.num_tokens));
+  p.codes = blob.substr(8 + flag_bytes + 2 * size_t(k));
   return p;
 }
 

@@ -18,13 +18,22 @@
 // The stopword collapse of the paper (all stopword tokens -> one mean vector) needs the
 // tokenizer's stopword ids and is not done here.
 //
-// Merged passage blob (what a store keeps for a merged passage; the store adds framing + CRC):
-//   /// Layout: u32 n | u32 m | n x u32 map (token t -> merged row, < m) | btr codes of m tokens
-//   (little endian; codes as storage/codec.h: bits (m, d8/8) then scales (m) bf16 or f32)
+// Merged passage blob (what a store keeps for a merged passage; the store adds framing + CRC).
+// The map is stored as the matching itself, not as n row numbers: which A tokens merged (one bit
+// each) and the B partner of each (u16), so it costs ceil(n/2 / 8) + 2 k bytes for k merged
+// tokens instead of 4 n (at d = 128, where a token takes 18 bytes, a u32 per token would eat
+// the whole saving of merging 20%):
+//   /// Layout: u32 n | u32 m | ceil(ceil(n/2) / 8) bytes: bit i set = A token i (position 2i)
+//   ///         merged | k = n - m x u16 b (its B token, position 2b + 1, in order of i) |
+//   ///         btr codes of m tokens
+//   (little endian; codes as storage/codec.h: bits (m, d8/8) then scales (m) bf16 or f32). Rows:
+//   the kept tokens (every B and each unmerged A) in token order; a merged A reads its B's row.
 //
-// Errors: INVALID_ARGUMENT for a non-BTR or unready codec, ratio outside [0, 1), or code bytes
-// that do not match n tokens; DATA_LOSS for a blob that is truncated, has trailing bytes, m > n,
-// m == 0 with n > 0, a map entry >= m, or a merged row no token maps to.
+// Errors: INVALID_ARGUMENT for a non-BTR or unready codec, ratio outside [0, 1), code bytes that
+// do not match n tokens, n > kMaxBtrMergeTokens, or (EncodeBtrMergedPassage) a map that is not such
+// a matching; DATA_LOSS for a blob that is truncated, has trailing bytes, m > n, m == 0 with
+// n > 0, n > kMaxBtrMergeTokens, a flag past the A tokens, n - m != the flags set, or a partner
+// outside the B tokens.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +44,10 @@
 #include "storage/codec.h"
 
 namespace memoria {
+
+// Longest passage token merging takes: the matching holds an (n/2 x n/2) int32 distance matrix
+// (64 MiB here), and partners are u16.
+inline constexpr int64_t kMaxBtrMergeTokens = 8192;
 
 struct BtrMergedPassage {
   int64_t num_tokens = 0;          // n, before merging
@@ -54,7 +67,7 @@ Status BtrUnmerge(const std::vector<uint32_t>& merge_map, int64_t m, int64_t d,
                   const float* merged, float* out);
 
 // The blob layout above, and its checked inverse (codec gives the expected code size).
-std::string EncodeBtrMergedPassage(const BtrMergedPassage& p);
+StatusOr<std::string> EncodeBtrMergedPassage(const BtrMergedPassage& p);
 StatusOr<BtrMergedPassage> DecodeBtrMergedPassage(const Codec& codec, const std::string& blob);
 
 }  // namespace memoria

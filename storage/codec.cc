@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -13,9 +14,18 @@
 
 #include "kernels/btr_kernels.h"
 #include "kernels/dtype.h"
+#include "storage/btr_merge.h"
 
 namespace memoria {
 namespace {
+
+// The shortest decimal text that parses back to v ("0.2", not "0.20000000000000001"): specs are
+// compared with ==, so a flag printed by ToFlag must read back to the same double.
+std::string ShortestDecimal(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
 
 using Json = nlohmann::json;
 
@@ -265,6 +275,42 @@ class BtrCodec : public Codec {
     return Status::Ok();
   }
 
+  // Merged passages (spec merge > 0): encode all n tokens, merge near-duplicates by Hamming
+  // distance (storage/btr_merge.h), keep the merged codes and the token -> merged-row map.
+  Status EncodePassage(const ThreadPool& pool, int64_t n, const float* x, int64_t ldx,
+                       std::string* blob) const override {
+    if (!spec_.merges_tokens()) return Codec::EncodePassage(pool, n, x, ldx, blob);
+    std::string codes(code_size(n), '\0');
+    RETURN_IF_ERROR(Encode(pool, n, x, ldx, reinterpret_cast<uint8_t*>(codes.data())));
+    ASSIGN_OR_RETURN(BtrMergedPassage merged,
+                     BtrMergeTokens(*this, n, reinterpret_cast<const uint8_t*>(codes.data()),
+                                    static_cast<int64_t>(codes.size()), spec_.btr_merge_ratio));
+    ASSIGN_OR_RETURN(*blob, EncodeBtrMergedPassage(merged));
+    return Status::Ok();
+  }
+
+  Status DecodePassage(const ThreadPool& pool, int64_t n, const uint8_t* blob, int64_t blob_bytes,
+                       float* x, int64_t ldx) const override {
+    if (!spec_.merges_tokens()) return Codec::DecodePassage(pool, n, blob, blob_bytes, x, ldx);
+    if (!ready()) return FailedPreconditionError(spec_.ToString() + ": not calibrated or loaded");
+    ASSIGN_OR_RETURN(BtrMergedPassage merged,
+                     DecodeBtrMergedPassage(*this, std::string(reinterpret_cast<const char*>(blob),
+                                                               static_cast<size_t>(blob_bytes))));
+    if (merged.num_tokens != n) {
+      return DataLossError(spec_.ToString() + ": merged passage holds " + std::to_string(merged.num_tokens) +
+                           " tokens, expected " + std::to_string(n));
+    }
+    const int64_t m = merged.merged_tokens, d = dim();
+    std::vector<float> rows(static_cast<size_t>(m * d));
+    RETURN_IF_ERROR(Decode(pool, m, reinterpret_cast<const uint8_t*>(merged.codes.data()),
+                           static_cast<int64_t>(merged.codes.size()), rows.data(), d));
+    // Map entries were checked (< m) by DecodeBtrMergedPassage.
+    for (int64_t t = 0; t < n; ++t) {
+      std::memcpy(x + t * ldx, rows.data() + int64_t{merged.merge_map[t]} * d, static_cast<size_t>(d) * 4);
+    }
+    return Status::Ok();
+  }
+
   Status Train(const ThreadPool&, int64_t n, const float* x, int64_t ldx,
                const CodecTrainOptions&, CodecTrainReport* report) override {
     if (n < 1) return InvalidArgumentError("btr calibration needs at least 1 vector, got 0");
@@ -340,7 +386,8 @@ StatusOr<CodecSpec> CodecSpec::Parse(const std::string& text, int64_t dim) {
   const std::string rest = colon == std::string::npos ? "" : text.substr(colon + 1);
   auto bad = [&](const std::string& why) {
     return InvalidArgumentError("codec '" + text + "': " + why +
-                                " (expected none[:f32|bf16], pq:g=G[,bits=8|16], btr[:scale=bf16|f32])");
+                                " (expected none[:f32|bf16], pq:g=G[,bits=8|16], "
+                                "btr[:scale=bf16|f32][,merge=R])");
   };
   if (name == "none") {
     spec.id = CodecId::kNone;
@@ -361,6 +408,10 @@ StatusOr<CodecSpec> CodecSpec::Parse(const std::string& text, int64_t dim) {
         } else if (spec.id == CodecId::kBtr && key == "scale") {
           if (value != "bf16" && value != "f32") return bad("scale must be bf16 or f32");
           spec.btr_scale_bytes = value == "f32" ? 4 : 2;
+        } else if (spec.id == CodecId::kBtr && key == "merge") {
+          size_t used = 0;
+          spec.btr_merge_ratio = std::stod(value, &used);
+          if (used != value.size()) return bad("'" + value + "' is not a number");
         } else {
           return bad("unknown key '" + key + "'");
         }
@@ -385,7 +436,10 @@ std::string CodecSpec::ToJson() const {
     j["g"] = pq_subspaces;
     j["bits"] = pq_bits;
   }
-  if (id == CodecId::kBtr) j["scale_bytes"] = btr_scale_bytes;
+  if (id == CodecId::kBtr) {
+    j["scale_bytes"] = btr_scale_bytes;
+    if (btr_merge_ratio > 0.0) j["merge"] = btr_merge_ratio;  // absent = 0 (stores before merging)
+  }
   return j.dump();
 }
 
@@ -416,6 +470,10 @@ StatusOr<CodecSpec> CodecSpec::FromJson(const std::string& text) {
     } else if (id == "btr") {
       spec.id = CodecId::kBtr;
       spec.btr_scale_bytes = static_cast<int>(int_field("scale_bytes"));
+      if (j.contains("merge")) {
+        if (!j.at("merge").is_number()) throw std::out_of_range("'merge' is not a number: " + j.at("merge").dump());
+        spec.btr_merge_ratio = j.at("merge").get<double>();
+      }
     } else {
       return DataLossError("codec spec has unknown id '" + id + "': " + text);
     }
@@ -435,7 +493,8 @@ std::string CodecSpec::ToString() const {
       return "pq(d=" + std::to_string(dim) + ", g=" + std::to_string(pq_subspaces) +
              ", C=" + std::to_string(int64_t{1} << std::clamp(pq_bits, 0, 62)) + ")";
     case CodecId::kBtr:
-      return "btr(d=" + std::to_string(dim) + ", scale=" + (btr_scale_bytes == 4 ? "f32" : "bf16") + ")";
+      return "btr(d=" + std::to_string(dim) + ", scale=" + (btr_scale_bytes == 4 ? "f32" : "bf16") +
+             (merges_tokens() ? ", merge=" + ShortestDecimal(btr_merge_ratio) : "") + ")";
   }
   return "codec(id=" + std::to_string(static_cast<int>(id)) + ")";
 }
@@ -446,8 +505,14 @@ std::string CodecSpec::ToFlag() const {
       return none_dtype == "f32" ? "none" : "none:" + none_dtype;
     case CodecId::kPq:
       return "pq:g=" + std::to_string(pq_subspaces) + ",bits=" + std::to_string(pq_bits);
-    case CodecId::kBtr:
-      return btr_scale_bytes == 4 ? "btr:scale=f32" : "btr";
+    case CodecId::kBtr: {
+      std::string options;
+      if (btr_scale_bytes == 4) options = "scale=f32";
+      if (merges_tokens()) {
+        options += (options.empty() ? "" : ",") + std::string("merge=") + ShortestDecimal(btr_merge_ratio);
+      }
+      return options.empty() ? "btr" : "btr:" + options;
+    }
   }
   return ToString();
 }
@@ -470,9 +535,21 @@ bool CodecSpec::operator==(const CodecSpec& o) const {
   switch (id) {
     case CodecId::kNone: return none_dtype == o.none_dtype;
     case CodecId::kPq: return pq_subspaces == o.pq_subspaces && pq_bits == o.pq_bits;
-    case CodecId::kBtr: return btr_scale_bytes == o.btr_scale_bytes;
+    case CodecId::kBtr: return btr_scale_bytes == o.btr_scale_bytes && btr_merge_ratio == o.btr_merge_ratio;
   }
   return false;
+}
+
+Status Codec::EncodePassage(const ThreadPool& pool, int64_t n, const float* x, int64_t ldx,
+                            std::string* blob) const {
+  if (n < 0) return InvalidArgumentError("passage of " + std::to_string(n) + " tokens");
+  blob->assign(static_cast<size_t>(code_size(n)), '\0');
+  return Encode(pool, n, x, ldx, reinterpret_cast<uint8_t*>(blob->data()));
+}
+
+Status Codec::DecodePassage(const ThreadPool& pool, int64_t n, const uint8_t* blob, int64_t blob_bytes,
+                            float* x, int64_t ldx) const {
+  return Decode(pool, n, blob, blob_bytes, x, ldx);
 }
 
 StatusOr<std::unique_ptr<Codec>> CreateCodec(const CodecSpec& spec) {
@@ -500,6 +577,11 @@ StatusOr<std::unique_ptr<Codec>> CreateCodec(const CodecSpec& spec) {
       if (spec.btr_scale_bytes != 2 && spec.btr_scale_bytes != 4) {
         return InvalidArgumentError("codec btr: scale bytes must be 2 (bf16) or 4 (f32), got " +
                                     std::to_string(spec.btr_scale_bytes));
+      }
+      // 0.9 keeps at least a tenth of the tokens: beyond that a passage is no longer its tokens.
+      if (!(spec.btr_merge_ratio >= 0.0 && spec.btr_merge_ratio <= kMaxBtrMergeRatio)) {
+        return InvalidArgumentError("codec btr: merge must be in [0, " + ShortestDecimal(kMaxBtrMergeRatio) +
+                                    "], got " + ShortestDecimal(spec.btr_merge_ratio));
       }
       return std::unique_ptr<Codec>(new BtrCodec(spec));
   }

@@ -13,12 +13,19 @@
 //         from d to d_pad = g * ceil(d / g) before encoding; decode returns the first d components.
 //   btr   d8 / 8 + s  with d8 = 8 * ceil(d / 8) sign bits and s = 2 (bf16) or 4 (f32) bytes for
 //         the token's scale alpha (formula in kernels/btr_kernels.h).
+//   btr with merge = r > 0 (BTR's offline token merging, storage/btr_merge.h): a passage of n
+//         tokens (n <= 8192) merges k = min(floor(r n), ceil(n / 2)) of them (0 when n < 2) and
+//         keeps m = n - k at the btr size each, plus the matching: passage bytes =
+//         8 + ceil(ceil(n / 2) / 8) + 2 k + m (d8 / 8 + s). BytesPerToken() is the size per kept
+//         token; the bytes a passage really takes are what the store's Scan counts.
 //
 // Code layouts for one passage of n tokens:
 //   none  /// Layout: (n, d) f32 or bf16, row-major
 //   pq    /// Layout: (n, g) ids, uint8 or uint16 little endian (kernels/pq_kernels.h)
 //   btr   /// Layout: bits (n, d8 / 8) bytes, then scales (n) bf16 or f32. Bits first and
 //                     contiguous so Hamming distances run over whole rows.
+// Passage blobs (EncodePassage/DecodePassage, what a store keeps per passage) are these codes,
+// except for btr with merge > 0: the merged layout of storage/btr_merge.h.
 //
 // State layouts (SerializeState, little endian, no header; the store adds version + checksum):
 //   none  empty
@@ -45,6 +52,8 @@ namespace memoria {
 // Largest memory-vector dimension a codec accepts: far above any model width (LLaMA-65B 8192), low
 // enough that sizes derived from it (bytes per token, codebook floats) cannot overflow int64.
 inline constexpr int64_t kMaxCodecDim = 1 << 16;
+// Largest btr merge ratio (CodecSpec::btr_merge_ratio).
+inline constexpr double kMaxBtrMergeRatio = 0.9;
 
 // Stored in every memory value and in the store metadata: never renumber.
 enum class CodecId : uint8_t { kNone = 0, kPq = 1, kBtr = 2 };
@@ -64,9 +73,15 @@ struct CodecSpec {
   int pq_bits = 8;
   // btr: bytes of each token's scale, 2 (bf16, default) or 4 (f32).
   int btr_scale_bytes = 2;
+  // btr: fraction of each passage's tokens merged away before storing (BTR's offline token
+  // merging, storage/btr_merge.h), in [0, 0.9]; 0 (default) keeps every token. BTR uses 0.2.
+  double btr_merge_ratio = 0.0;
+
+  // True for btr with merge > 0: passage blobs then vary in size (see EncodePassage).
+  bool merges_tokens() const { return id == CodecId::kBtr && btr_merge_ratio > 0.0; }
 
   // Parses a flag-style description: "none", "none:bf16", "pq:g=96,bits=8", "btr",
-  // "btr:scale=f32" (dim is set separately). INVALID_ARGUMENT on anything else.
+  // "btr:scale=f32", "btr:merge=0.2" (dim is set separately). INVALID_ARGUMENT on anything else.
   static StatusOr<CodecSpec> Parse(const std::string& text, int64_t dim);
   // JSON object with every field ({"id": "pq", "dim": 768, "g": 96, "bits": 8}); the inverse of
   // FromJson. Stored in the store metadata.
@@ -75,9 +90,9 @@ struct CodecSpec {
   // "pq(d=768, g=96, C=256)": for messages.
   std::string ToString() const;
   // The flag text Parse reads back to this spec (with the same dim): "none:bf16",
-  // "pq:g=96,bits=8", "btr". What clients name a store's codec by.
+  // "pq:g=96,bits=8", "btr", "btr:merge=0.2". What clients name a store's codec by.
   std::string ToFlag() const;
-  // Exact bytes per token (formulas above); 0 for an invalid spec.
+  // Exact bytes per (stored) token (formulas above); 0 for an invalid spec.
   int64_t BytesPerToken() const;
   bool operator==(const CodecSpec& other) const;
   bool operator!=(const CodecSpec& other) const { return !(*this == other); }
@@ -112,6 +127,17 @@ class Codec {
   // ldx >= dim. DATA_LOSS when code_bytes is wrong or the codes are invalid for this codec.
   virtual Status Decode(const ThreadPool& pool, int64_t n, const uint8_t* codes,
                         int64_t code_bytes, float* x, int64_t ldx) const = 0;
+
+  // The blob a store keeps for the memory of one passage of n tokens, x (n, dim) row stride ldx:
+  // the codes (code_size(n) bytes), or for merged btr the layout of storage/btr_merge.h.
+  virtual Status EncodePassage(const ThreadPool& pool, int64_t n, const float* x, int64_t ldx,
+                               std::string* blob) const;
+  // Inverse of EncodePassage into x (n, dim), row stride ldx >= dim. DATA_LOSS when the blob does
+  // not hold n tokens of this codec (size, merge map, codes), never an out-of-bounds read.
+  virtual Status DecodePassage(const ThreadPool& pool, int64_t n, const uint8_t* blob,
+                               int64_t blob_bytes, float* x, int64_t ldx) const;
+  // False for merged btr, whose passage blobs are not code_size(n) bytes.
+  bool fixed_size_blobs() const { return !spec_.merges_tokens(); }
 
   // Fits the codec's state to n sample vectors x (n, dim), row stride ldx. pq: k-means
   // (INVALID_ARGUMENT when n < C, with both numbers); btr: calibration; none: nothing.

@@ -50,7 +50,8 @@ TEST(CodecSpecTest, BytesPerTokenFormulas) {
 
 TEST(CodecSpecTest, ParseRejectsBadSpecs) {
   for (const char* bad : {"zip", "pq", "pq:g=0", "pq:g=10,bits=12", "pq:g=x", "pq:k=3", "btr:scale=f16",
-                          "none:f16", "pq:g=800"}) {
+                          "none:f16", "pq:g=800", "btr:merge=0.95", "btr:merge=-0.1", "btr:merge=x",
+                          "btr:merge=0.2x", "btr:merge=nan", "pq:g=8,merge=0.2"}) {
     auto s = CodecSpec::Parse(bad, 768);
     EXPECT_FALSE(s.ok()) << bad;
     if (!s.ok()) {
@@ -61,7 +62,8 @@ TEST(CodecSpecTest, ParseRejectsBadSpecs) {
 }
 
 TEST(CodecSpecTest, JsonRoundTrip) {
-  for (const char* t : {"none", "none:bf16", "pq:g=8,bits=16", "btr:scale=f32"}) {
+  for (const char* t : {"none", "none:bf16", "pq:g=8,bits=16", "btr:scale=f32", "btr:merge=0.2",
+                        "btr:scale=f32,merge=0.35"}) {
     const CodecSpec s = Spec(t, 64);
     auto back = CodecSpec::FromJson(s.ToJson());
     ASSERT_TRUE(back.ok()) << back.status().ToString();
@@ -74,7 +76,8 @@ TEST(CodecSpecTest, JsonRoundTrip) {
 }
 
 TEST(CodecSpecTest, FlagTextRoundTrip) {
-  for (const char* t : {"none", "none:bf16", "pq:g=8,bits=16", "pq:g=4,bits=8", "btr", "btr:scale=f32"}) {
+  for (const char* t : {"none", "none:bf16", "pq:g=8,bits=16", "pq:g=4,bits=8", "btr", "btr:scale=f32",
+                        "btr:merge=0.2", "btr:scale=f32,merge=0.125"}) {
     const CodecSpec s = Spec(t, 64);
     EXPECT_EQ(s.ToFlag(), t);
     auto back = CodecSpec::Parse(s.ToFlag(), 64);
@@ -82,6 +85,13 @@ TEST(CodecSpecTest, FlagTextRoundTrip) {
     EXPECT_EQ(*back, s) << t;
   }
   EXPECT_EQ(Spec("pq:g=8", 64).ToFlag(), "pq:g=8,bits=8");  // defaults are spelled out
+  EXPECT_EQ(Spec("btr:merge=0", 64).ToFlag(), "btr");        // merge 0 is plain btr
+  EXPECT_EQ(Spec("btr:merge=0.2", 64).ToString(), "btr(d=64, scale=bf16, merge=0.2)");
+  // A merged store is not a plain one: the specs differ, so opening one as the other fails.
+  EXPECT_NE(Spec("btr:merge=0.2", 64), Spec("btr", 64));
+  EXPECT_NE(Spec("btr:merge=0.2", 64), Spec("btr:merge=0.25", 64));
+  EXPECT_TRUE(Spec("btr:merge=0.2", 64).merges_tokens());
+  EXPECT_FALSE(Spec("btr", 64).merges_tokens());
 }
 
 // Stored specs come from disk: a float where an integer belongs (converting 8e109 to int64 is
@@ -91,6 +101,8 @@ TEST(CodecCorruptTest, SpecJsonWithNonIntegerOrHugeFieldsIsDataLoss) {
   for (const char* bad : {R"({"id":"none","dim":8.8e109,"dtype":"f32"})",
                           R"({"id":"pq","dim":64,"g":8.5,"bits":8})",
                           R"({"id":"btr","dim":64,"scale_bytes":-2})",
+                          R"({"id":"btr","dim":64,"scale_bytes":2,"merge":"0.2"})",
+                          R"({"id":"btr","dim":64,"scale_bytes":2,"merge":0.99})",
                           R"({"id":"none","dim":9223372036854775807,"dtype":"f32"})",
                           R"({"id":"none","dim":1048576,"dtype":"f32"})"}) {
     auto s = CodecSpec::FromJson(bad);

@@ -79,7 +79,8 @@ Status ParseMemoryValue(const std::string& id, const char* value, size_t size, c
     return DataLossError(what + ": value has dim " + std::to_string(dim) + ", the store's codec is " +
                          codec.spec().ToString());
   }
-  const int64_t want = codec.code_size(num_tokens);
+  // Merged btr blobs vary in size; DecodePassage checks their inside.
+  const int64_t want = codec.fixed_size_blobs() ? codec.code_size(num_tokens) : int64_t{code_bytes};
   if (code_bytes != want || r.remaining() != code_bytes) {
     return DataLossError(what + ": " + std::to_string(num_tokens) + " tokens need " + std::to_string(want) +
                          " code bytes (" + codec.spec().ToString() + "), value declares " +
@@ -508,8 +509,7 @@ Status PassageStore::Ingest(const ThreadPool& pool, const std::vector<PassageInp
   for (const auto& p : batch) {
     for (size_t c = 0; c < codecs_.size(); ++c) {
       const Codec& codec = *codecs_[c];
-      codes.assign(codec.code_size(p.num_tokens), '\0');
-      RETURN_IF_ERROR(codec.Encode(pool, p.num_tokens, p.memory, codec.dim(), reinterpret_cast<uint8_t*>(codes.data())));
+      RETURN_IF_ERROR(codec.EncodePassage(pool, p.num_tokens, p.memory, codec.dim(), &codes));
       RETURN_IF_ERROR(FromRocks(
           wb.Put(MemoryFamily(static_cast<int>(c)), p.id, EncodeMemoryValue(codec.spec().id, p.num_tokens, codec.dim(), codes)),
           "batch"));
@@ -701,7 +701,7 @@ std::vector<StatusOr<PassageMemory>> PassageStore::GetMemory(const ThreadPool& p
     PassageMemory m;
     m.num_tokens = codes[i]->num_tokens;
     m.vectors.resize(m.num_tokens * codec.dim());
-    Status st = codec.Decode(pool, m.num_tokens, reinterpret_cast<const uint8_t*>(codes[i]->codes.data()),
+    Status st = codec.DecodePassage(pool, m.num_tokens, reinterpret_cast<const uint8_t*>(codes[i]->codes.data()),
                              static_cast<int64_t>(codes[i]->codes.size()), m.vectors.data(), codec.dim());
     if (st.ok()) {
       out.emplace_back(std::move(m));

@@ -15,7 +15,8 @@
 //             (C = 65536 codebooks are hundreds of MB); "state/count" -> chunk count + size;
 //             the same under "codec<i>/" for extra codec i (1-based)
 //   passages  passage id -> title, text, token ids
-//   memory    passage id -> codec id, num_tokens, dim, codes (code_size(num_tokens) bytes)
+//   memory    passage id -> codec id, num_tokens, dim, codes (the codec's passage blob:
+//             code_size(num_tokens) bytes, or a merged btr blob, Codec::EncodePassage)
 //   memory.<i>  the same for extra codec i
 //   bm25      the built-in retriever's index over the passages' words (storage/bm25_postings.h):
 //             per-passage term lists, per-term postings and the totals BM25 needs. It is written
@@ -143,7 +144,7 @@ struct PassageText {
 // One passage's stored memory, checksum-verified: codes of num_tokens tokens.
 struct PassageCodes {
   int64_t num_tokens = 0;
-  std::string codes;  // codec().code_size(num_tokens) bytes
+  std::string codes;  // the codec's passage blob (Codec::EncodePassage; DecodePassage reads it)
 };
 
 // Decoded memory of one passage: (num_tokens, dim) f32, row-major.
@@ -240,7 +241,7 @@ class PassageStore {
   // GetCodes/GetMemory read the memory of codec `codec_index` (0 = primary; INVALID_ARGUMENT
   // for every id when out of range); errors of an extra codec's values name the codec.
   std::vector<StatusOr<PassageCodes>> GetCodes(const std::vector<std::string>& ids, int codec_index = 0) const;
-  // GetCodes + codec Decode.
+  // GetCodes + the codec's DecodePassage.
   std::vector<StatusOr<PassageMemory>> GetMemory(const ThreadPool& pool, const std::vector<std::string>& ids,
                                                  int codec_index = 0) const;
 

@@ -222,6 +222,54 @@ TEST_F(PassageStoreTest, ExtraCodecsHoldEveryPassageInEachCodec) {
   for (int c = 0; c < 3; ++c) EXPECT_EQ(store_->GetCodes({"p1"}, c)[0].status().code(), StatusCode::kNotFound);
 }
 
+// BTR with offline token merging: each passage's merged blob (merge map + fewer tokens' codes)
+// is what the store keeps; reads restore every token position, the stored bytes shrink, and the
+// store's identity names the merge ratio (a plain btr reader is refused).
+TEST_F(PassageStoreTest, MergedBtrPassagesReadBackAtEveryTokenPosition) {
+  CreateStore("btr:merge=0.25");
+  const auto ps = Ingest(0, 10);
+  std::vector<std::string> ids;
+  for (const auto& p : ps) ids.push_back(p.id);
+  auto mem = store_->GetMemory(pool_, ids);
+  int64_t tokens = 0, blob_bytes = 0;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    ASSERT_TRUE(mem[i].ok()) << mem[i].status().ToString();
+    ASSERT_EQ(mem[i]->num_tokens, ps[i].tokens);
+    std::string blob;
+    ASSERT_TRUE(codec_->EncodePassage(pool_, ps[i].tokens, ps[i].memory.data(), kDim, &blob).ok());
+    std::vector<float> expect(ps[i].tokens * kDim);
+    ASSERT_TRUE(codec_->DecodePassage(pool_, ps[i].tokens, reinterpret_cast<const uint8_t*>(blob.data()),
+                                      int64_t(blob.size()), expect.data(), kDim).ok());
+    EXPECT_EQ(mem[i]->vectors, expect);
+    tokens += ps[i].tokens;
+    blob_bytes += int64_t(blob.size());
+  }
+  auto stats = store_->Scan(/*verify=*/true);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->tokens, tokens);
+  EXPECT_EQ(stats->code_bytes, blob_bytes);
+  // 8 + ceil(ceil(n / 2) / 8) + 2 k + m (d / 8 + 2) per passage, k = floor(n / 4) (<= n / 2).
+  int64_t formula = 0;
+  for (const auto& p : ps) {
+    const int64_t k = p.tokens / 4;
+    formula += 8 + ((p.tokens + 1) / 2 + 7) / 8 + 2 * k + (p.tokens - k) * (kDim / 8 + 2);
+  }
+  EXPECT_EQ(stats->code_bytes, formula);
+  EXPECT_EQ(stats->corrupt, 0);
+  store_.reset();
+
+  std::unique_ptr<PassageStore> s;
+  ASSERT_TRUE(PassageStore::Open({}, dir_, &identity_, &s).ok());
+  EXPECT_EQ(s->codec().spec().ToFlag(), "btr:merge=0.25");
+  EXPECT_EQ(s->GetMemory(pool_, {"p3"})[0]->vectors, mem[3]->vectors);
+  s.reset();
+  StoreIdentity plain = identity_;
+  plain.codec = *CodecSpec::Parse("btr", kDim);
+  const Status st = PassageStore::Open({}, dir_, &plain, &s);
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("merge=0.25"), std::string::npos) << st.message();
+}
+
 TEST_F(PassageStoreTest, ReopenChecksIdentity) {
   CreateStore("pq:g=8,bits=8");
   Ingest(0, 3);

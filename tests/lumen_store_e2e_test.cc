@@ -1,11 +1,12 @@
 // LUMEN end to end through every memory codec and a real on-disk PassageStore (issue 4,
 // acceptance 3), on a random-weight T5 v1.1-shaped model:
 //
-//   passages --MemoryEncode--> memory [tokens, d] --codec Train/Encode--> PassageStore (RocksDB,
-//   on disk) --GetCodes--> codes --Codec::Decode (through LUMEN's MemoryDecoder hook)--> LiveEnc
+//   passages --MemoryEncode--> memory [tokens, d] --codec Train/EncodePassage--> PassageStore
+//   (RocksDB, on disk) --GetCodes--> blobs --Codec::DecodePassage (LUMEN's MemoryDecoder hook)--> LiveEnc
 //   --> decoder --> answer ids / teacher-forced logits
 //
-// Checked per codec (none f32, none bf16, pq C=256 at g=4 and g=8, pq C=65536, btr):
+// Checked per codec (none f32, none bf16, pq C=256 at g=4 and g=8, pq C=65536, btr, btr with
+// offline token merging):
 //   - answers come back (greedy, a fixed number of new tokens, all ids in the vocabulary);
 //   - the live encoder receives, per passage, exactly [stored tokens, d_model] decoded rows, and
 //     their per-token RMS is within a stated factor of the uncompressed memory's (bounds below);
@@ -17,6 +18,7 @@
 // the plumbing delivers the right shape and scale.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -69,7 +71,7 @@ class RecordingCodecDecoder : public MemoryDecoder {
       return InvalidArgumentError("decoder dim " + std::to_string(codec_.dim()) + " != " +
                                   std::to_string(d));
     }
-    RETURN_IF_ERROR(codec_.Decode(ThreadPool(1), in.tokens, in.data, int64_t(in.size), out, d));
+    RETURN_IF_ERROR(codec_.DecodePassage(ThreadPool(1), in.tokens, in.data, int64_t(in.size), out, d));
     calls.push_back({in.tokens, d, {}, std::vector<float>(out, out + in.tokens * d)});
     for (int64_t t = 0; t < in.tokens; ++t) calls.back().token_rms.push_back(Rms(out + t * d, d));
     return Status::Ok();
@@ -384,6 +386,34 @@ TEST_F(LumenStoreE2eTest, BinaryTokenRepresentationsDeliverShapeAndScale) {
   const double rel_mse = RelativeMse(a);
   EXPECT_LT(rel_mse, 0.6);
   std::printf("btr: mean RMS ratio %.3f, relative MSE %.4f\n", mean_ratio, rel_mse);
+}
+
+// BTR's offline token merging (btr:merge=0.2): the store keeps fewer tokens per passage plus the
+// merge map, and the live encoder still receives one row per original token -- merged tokens
+// share their group's row -- at the memory's scale.
+TEST_F(LumenStoreE2eTest, MergedBinaryTokenRepresentationsDeliverEveryTokenPosition) {
+  const RunResult a = Run("btr:merge=0.2"), b = Run("btr:merge=0.2");
+  CheckDeterministicAndComplete(a, b);
+  const int64_t d = model_->config().d_model;
+  for (size_t i = 0; i < a.codes.size(); ++i) {
+    const int64_t n = a.received[i].tokens;
+    const int64_t k = n / 5, m = n - k;  // floor(0.2 n) tokens merged away (n >= 20 here)
+    EXPECT_EQ(int64_t(a.codes[i].size()), 8 + ((n + 1) / 2 + 7) / 8 + 2 * k + m * (32 / 8 + 2)) << "passage " << i;
+    // Exactly m distinct rows among the n delivered.
+    std::vector<std::vector<float>> rows;
+    for (int64_t t = 0; t < n; ++t) {
+      rows.emplace_back(a.received[i].rows.begin() + t * d, a.received[i].rows.begin() + (t + 1) * d);
+    }
+    std::sort(rows.begin(), rows.end());
+    EXPECT_EQ(std::unique(rows.begin(), rows.end()) - rows.begin(), m) << "passage " << i;
+  }
+  const double mean_ratio = CheckReceived(a, 0.4, 1.6);
+  EXPECT_GE(mean_ratio, 0.7);
+  EXPECT_LE(mean_ratio, 1.15);
+  const double rel_mse = RelativeMse(a), plain = RelativeMse(Run("btr"));
+  EXPECT_LT(rel_mse, 0.8);
+  EXPECT_GT(rel_mse, plain);  // merging unrelated tokens is lossy
+  std::printf("btr:merge=0.2: mean RMS ratio %.3f, relative MSE %.4f (btr %.4f)\n", mean_ratio, rel_mse, plain);
 }
 
 // The codecs differ from each other (a decoder that ignored the codes would pass the checks

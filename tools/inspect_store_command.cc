@@ -24,7 +24,10 @@ std::string Formula(const CodecSpec& spec) {
              " / 8";
     case CodecId::kBtr:
       return "ceil(d / 8) + scale bytes = " + std::to_string((spec.dim + 7) / 8) + " + " +
-             std::to_string(spec.btr_scale_bytes);
+             std::to_string(spec.btr_scale_bytes) +
+             (spec.merges_tokens() ? " per kept token; a merged passage of n tokens keeps m and takes "
+                                     "8 + 4 n + m * that"
+                                   : "");
   }
   return "?";
 }
@@ -70,8 +73,11 @@ Status RunInspectStore(const CommandArgs& args) {
                 static_cast<double>(stats.memory_value_bytes) / stats.tokens);
   }
   const double fp32 = 4.0 * spec.dim, bf16 = 2.0 * spec.dim;
-  std::printf("compression ratio:  %.2fx vs fp32 (%.0f B/token), %.2fx vs bf16 (%.0f B/token)\n", fp32 / bpt, fp32,
-              bf16 / bpt, bf16);
+  // Merged btr passages have no fixed size per token: the ratio is the measured one.
+  const bool measured = spec.merges_tokens() && stats.tokens > 0;
+  const double per_token = measured ? static_cast<double>(stats.code_bytes) / stats.tokens : bpt;
+  std::printf("compression ratio:  %.2fx vs fp32 (%.0f B/token), %.2fx vs bf16 (%.0f B/token)%s\n",
+              fp32 / per_token, fp32, bf16 / per_token, bf16, measured ? ", measured" : "");
   std::printf("code bytes:         %lld\n", static_cast<long long>(stats.code_bytes));
   for (int c = 1; c < store->num_codecs(); ++c) {
     const CodecSpec& extra = store->codec(c).spec();
