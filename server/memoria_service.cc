@@ -242,8 +242,7 @@ grpc::Status MemoriaService::ServerInfo(grpc::ServerContext* context, const v1::
         info->set_codec(spec.ToFlag());
         info->set_description(spec.ToString());
         info->set_bytes_per_token(spec.BytesPerToken());
-        if (spec.BytesPerToken() > 0)
-          info->set_compression_ratio(4.0 * double(spec.dim) / double(spec.BytesPerToken()));
+        info->set_compression_ratio(spec.CompressionRatio());
         info->set_primary(i == 0);
       }
       // The primary codec's figures also in the top-level fields.

@@ -530,6 +530,11 @@ int64_t CodecSpec::BytesPerToken() const {
   return 0;
 }
 
+double CodecSpec::CompressionRatio(int reference_bytes) const {
+  const int64_t bytes = BytesPerToken();
+  return bytes > 0 ? double(reference_bytes) * double(dim) / double(bytes) : 0.0;
+}
+
 bool CodecSpec::operator==(const CodecSpec& o) const {
   if (id != o.id || dim != o.dim) return false;
   switch (id) {

@@ -94,6 +94,10 @@ struct CodecSpec {
   std::string ToFlag() const;
   // Exact bytes per (stored) token (formulas above); 0 for an invalid spec.
   int64_t BytesPerToken() const;
+  // Uncompressed bytes per token (reference_bytes per element: 4 = fp32, 2 = bf16) over
+  // BytesPerToken(); 0 for an invalid spec. Merged btr: per kept token (the store's Scan has the
+  // measured bytes).
+  double CompressionRatio(int reference_bytes = 4) const;
   bool operator==(const CodecSpec& other) const;
   bool operator!=(const CodecSpec& other) const { return !(*this == other); }
 };

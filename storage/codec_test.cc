@@ -46,6 +46,11 @@ TEST(CodecSpecTest, BytesPerTokenFormulas) {
   EXPECT_EQ(Spec("btr", 768).BytesPerToken(), 768 / 8 + 2);
   EXPECT_EQ(Spec("btr:scale=f32", 768).BytesPerToken(), 768 / 8 + 4);
   EXPECT_EQ(Spec("btr", 21).BytesPerToken(), 24 / 8 + 2);
+  // Ratios vs fp32 (default) and bf16.
+  EXPECT_DOUBLE_EQ(Spec("pq:g=96,bits=8", 768).CompressionRatio(), 32.0);
+  EXPECT_DOUBLE_EQ(Spec("pq:g=96,bits=8", 768).CompressionRatio(2), 16.0);
+  EXPECT_DOUBLE_EQ(Spec("none:bf16", 64).CompressionRatio(), 2.0);
+  EXPECT_DOUBLE_EQ(CodecSpec{}.CompressionRatio(), 0.0);
 }
 
 TEST(CodecSpecTest, ParseRejectsBadSpecs) {

@@ -361,8 +361,8 @@ Status EvaluateQa(const EvalQaOptions& options,
       const CodecSpec& spec = store->codec(codec_index).spec();
       r.codec = spec.ToString();
       r.bytes_per_token = spec.BytesPerToken();
-      r.ratio_vs_fp32 = 4.0 * double(spec.dim) / double(r.bytes_per_token);
-      r.ratio_vs_bf16 = 2.0 * double(spec.dim) / double(r.bytes_per_token);
+      r.ratio_vs_fp32 = spec.CompressionRatio(4);
+      r.ratio_vs_bf16 = spec.CompressionRatio(2);
     }
   } else {
     std::string corpus_path = options.corpus_path;
