@@ -106,8 +106,28 @@ def spm_encode(model, strings):
     return [[int(t) for t in r.split()] for r in rows]
 
 
-def build_examples(data, k, rng, split):
-    """Untokenized examples: question, answers, passages (title, text), gold index."""
+def word_window(text, words, rng, must_hold=None):
+    """A run of `words` whitespace-separated words of `text` (all of it when shorter). With
+    must_hold = (start, end) character offsets, the run holds those characters, at a seeded
+    random place inside the run."""
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    if len(spans) <= words:
+        return text
+    if must_hold is None:
+        first = rng.randrange(len(spans) - words + 1)
+    else:
+        a = next(i for i, (s, e) in enumerate(spans) if e > must_hold[0])
+        b = next((i for i, (s, e) in enumerate(spans) if e >= must_hold[1]), len(spans) - 1)
+        lo, hi = max(0, b - words + 1), min(a, len(spans) - words)
+        first = rng.randrange(lo, hi + 1) if lo <= hi else a
+    last = min(first + words, len(spans)) - 1
+    return text[spans[first][0]:spans[last][1]]
+
+
+def build_examples(data, k, rng, split, window_words=0):
+    """Untokenized examples: question, answers, passages (title, text), gold index. With
+    window_words > 0 every passage is cut to a run of that many words: the gold one around its
+    first answer, distractors at random."""
     articles = []
     for article in data:
         t = title_of(article)
@@ -121,20 +141,28 @@ def build_examples(data, k, rng, split):
                 while len(pool) < k - 1:
                     pool.extend(articles[rng.randrange(len(articles))])
                     pool = [x for x in pool if x != articles[ai][pi]]
-                passages = rng.sample(pool, k - 1) + [articles[ai][pi]]
+                gold = articles[ai][pi]
+                passages = rng.sample(pool, k - 1)
+                if window_words > 0:
+                    answer = qa["answers"][0]
+                    start = answer["answer_start"]
+                    gold = (gold[0], word_window(gold[1], window_words, rng,
+                                                 (start, start + len(answer["text"]))))
+                    passages = [(t, word_window(x, window_words, rng)) for t, x in passages]
+                passages.append(gold)
                 rng.shuffle(passages)
                 examples.append(dict(
                     id=qa["id"], split=split, question=clean(qa["question"]),
                     answers=[a["text"] for a in qa["answers"]],
                     titles=[x[0] for x in passages], texts=[x[1] for x in passages],
-                    gold=passages.index(articles[ai][pi])))
+                    gold=passages.index(gold)))
     return examples
 
 
 def write_examples(args):
     rng = random.Random(args.seed)
-    train = build_examples(load_squad(args.train), args.passages, rng, "train")
-    dev = build_examples(load_squad(args.dev), args.passages, rng, "dev")
+    train = build_examples(load_squad(args.train), args.passages, rng, "train", args.window_words)
+    dev = build_examples(load_squad(args.dev), args.passages, rng, "dev", args.window_words)
     strings, index = [], {}
 
     def slot(s):
@@ -161,6 +189,7 @@ def write_examples(args):
         ex["passages"] = ps
         ex["target"] = ids[ex.pop("_a")][: args.max_answer_tokens - 1] + [EOS_ID]
     meta = dict(seed=args.seed, passages=args.passages, max_passage_tokens=args.max_passage_tokens,
+                window_words=args.window_words,
                 max_answer_tokens=args.max_answer_tokens, spm=os.path.abspath(args.spm),
                 truncated_passages=truncated, passages_total=total)
     torch.save(dict(train=train, dev=dev, meta=meta), args.out)
@@ -184,6 +213,8 @@ def main():
     e.add_argument("--max-passage-tokens", type=int, default=160)
     e.add_argument("--max-answer-tokens", type=int, default=24)
     e.add_argument("--seed", type=int, default=17)
+    e.add_argument("--window-words", type=int, default=0,
+                   help="cut every passage to this many words (gold: around the answer; 0 = whole)")
     for p in (c, e):
         p.add_argument("--train", default=os.path.join(shared, "data/qa/squad-v1.1-du-split.json"))
         p.add_argument("--dev", default=os.path.join(shared, "data/qa/squad-v1.1-dev-part1.json"))

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """SQuAD exact match / F1 of the PyTorch reader on dev examples (greedy answers).
 
-  /usr/bin/python3 tools/train/qa_eval.py --ckpt RUN/model.pt --data DATA.pt --n 300
+  /usr/bin/python3 tools/train/qa_eval.py --ckpt RUN/model.pt --data DATA.pt --n 300 [--passages 1]
 
 SQuAD v1.1 normalisation (official evaluate-v1.1.py): lower case, drop punctuation and the
 articles a/an/the, collapse whitespace; EM and F1 take the max over the reference answers.
@@ -74,18 +74,20 @@ def evaluate(model, examples, spm, batch_size=16, max_new_tokens=24):
 
 
 def main():
-    from train import load_model  # noqa: E402
+    from train import load_model, with_passages  # noqa: E402
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--n", type=int, default=300, help="first n dev questions")
+    ap.add_argument("--passages", type=int, default=0,
+                    help="passages per question, the gold one among them (0 = all the data has)")
     ap.add_argument("--out", help="write predictions JSON here")
     a = ap.parse_args()
     torch.set_num_threads(2)
     model, meta = load_model(a.ckpt)
     data = torch.load(a.data)
-    dev = data["dev"][: a.n]
+    dev = [with_passages(e, a.passages) for e in data["dev"][: a.n]]
     e, f, preds = evaluate(model, dev, data["meta"]["spm"])
     print(json.dumps(dict(ckpt=a.ckpt, n=len(dev), em=round(e, 2), f1=round(f, 2))))
     if a.out:
