@@ -11,6 +11,7 @@ import argparse
 import collections
 import json
 import os
+import random
 import re
 import string
 import subprocess
@@ -73,8 +74,50 @@ def evaluate(model, examples, spm, batch_size=16, max_new_tokens=24):
     return 100.0 * e / n, 100.0 * f / n, preds
 
 
+def passage_use(model, examples, batch_size=32):
+    """Whether the reader reads its passages: the mean cross-entropy of the first answer token and
+    of all answer tokens (teacher forced) with each example's own passages and with those of the
+    next example, and the RMS of the encoder output. Equal losses = the passages are ignored."""
+    import torch.nn.functional as F
+    model.eval()
+    other = [dict(e, passages=examples[(i + 1) % len(examples)]["passages"])
+             for i, e in enumerate(examples)]
+    res = {}
+    with torch.no_grad():
+        for name, exs in (("own", examples), ("other", other)):
+            first = every = tokens = 0.0
+            sq = rows = 0.0
+            for i in range(0, len(exs), batch_size):
+                b = collate(exs[i: i + batch_size])
+                enc, mask = model.encode(b["q"], b["q_mask"], b["p"], b["p_mask"])
+                logits = model.decode(enc, mask, b["dec_in"])
+                first += F.cross_entropy(logits[:, 0], b["labels"][:, 0], reduction="sum").item()
+                every += F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                         b["labels"].reshape(-1), ignore_index=-100,
+                                         reduction="sum").item()
+                tokens += (b["labels"] != -100).sum().item()
+                sq += enc[mask].pow(2).sum().item()
+                rows += mask.sum().item() * enc.shape[-1]
+            res[name + "_first_token_ce"] = round(first / len(exs), 4)
+            res[name + "_answer_ce"] = round(every / tokens, 4)
+            if name == "own":
+                res["encoder_output_rms"] = round((sq / rows) ** 0.5, 4)
+    return res
+
+
+def exercise_exact(model, examples, batch_size=16):
+    """Fraction of examples whose greedy ids equal the target ids (without EOS)."""
+    model.eval()
+    hits = 0
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i: i + batch_size]
+        out, _ = model.greedy(collate(chunk), max(len(e["target"]) for e in chunk))
+        hits += sum(list(o) == e["target"][:-1] for o, e in zip(out, chunk))
+    return hits / max(1, len(examples))
+
+
 def main():
-    from train import load_model, with_passages  # noqa: E402
+    from train import copy_example, load_model, question_prefix, with_passages  # noqa: E402
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", required=True)
@@ -82,12 +125,29 @@ def main():
     ap.add_argument("--n", type=int, default=300, help="first n dev questions")
     ap.add_argument("--passages", type=int, default=0,
                     help="passages per question, the gold one among them (0 = all the data has)")
+    ap.add_argument("--exercises", action="store_true",
+                    help="score reading exercises made from the dev passages instead (train.py "
+                         "--copy-frac): the share of exactly copied answers, by token ids")
+    ap.add_argument("--passage-use", action="store_true",
+                    help="also print the losses with each question's own passages vs another's "
+                         "(does the reader read?)")
     ap.add_argument("--out", help="write predictions JSON here")
     a = ap.parse_args()
     torch.set_num_threads(2)
     model, meta = load_model(a.ckpt)
     data = torch.load(a.data)
     dev = [with_passages(e, a.passages) for e in data["dev"][: a.n]]
+    if a.exercises:
+        rng = random.Random(5)
+        prefix = question_prefix(data["dev"])
+        dev = [copy_example(e, prefix, rng) for e in dev]
+    if a.passage_use:
+        print(json.dumps(dict(ckpt=a.ckpt, n=len(dev), exercises=a.exercises,
+                              **passage_use(model, dev))))
+    if a.exercises:
+        print(json.dumps(dict(ckpt=a.ckpt, n=len(dev), exercises_exact=round(
+            100.0 * exercise_exact(model, dev), 2))))
+        return
     e, f, preds = evaluate(model, dev, data["meta"]["spm"])
     print(json.dumps(dict(ckpt=a.ckpt, n=len(dev), em=round(e, 2), f1=round(f, 2))))
     if a.out:

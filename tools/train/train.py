@@ -135,6 +135,12 @@ def main():
     ap.add_argument("--copy-frac", type=float, default=0.0,
                     help="fraction of each batch replaced by copy exercises (copy_example)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-norm-decay", action="store_true",
+                    help="no weight decay on the RMSNorm weights")
+    ap.add_argument("--fix-encoder-final-norm", action="store_true",
+                    help="keep encoder.final_layer_norm.weight at its initial 1.0: from scratch, the "
+                         "decoder otherwise learns to scale the encoder output down to ~0.09 before "
+                         "it has learned to read it, and then gets too little signal from it")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -170,12 +176,15 @@ def main():
             model.load_hf_state_dict(base.hf_state_dict())
     model.train()
     frozen = set(model.memory_parameter_names()) if meta["freeze_memory"] else set()
-    params = []
+    if a.fix_encoder_final_norm:
+        frozen.add("encoder.final_layer_norm.weight")
+    decayed, undecayed = [], []
     for k, p in model.p.items():
         p.requires_grad_(k.replace("__", ".") not in frozen)
         if p.requires_grad:
-            params.append(p)
-    opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
+            (undecayed if a.no_norm_decay and "layer_norm" in k else decayed).append(p)
+    groups = [dict(params=decayed)] + ([dict(params=undecayed, weight_decay=0.0)] if undecayed else [])
+    opt = torch.optim.AdamW(groups, lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
     if a.resume:
         opt.load_state_dict(ck["opt"])
 
@@ -225,7 +234,7 @@ def main():
         loss = model.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(decayed + undecayed, 1.0)
         opt.step()
         state["step"] += 1
         acc += float(loss)
