@@ -75,16 +75,19 @@ Status RunInspectStore(const CommandArgs& args) {
   const double fp32 = 4.0 * spec.dim, bf16 = 2.0 * spec.dim;
   // Merged btr passages have no fixed size per token: the ratio is the measured one.
   const bool measured = spec.merges_tokens() && stats.tokens > 0;
-  const double per_token = measured ? static_cast<double>(stats.code_bytes) / stats.tokens : bpt;
+  const double measured_bytes = measured ? static_cast<double>(stats.code_bytes) / stats.tokens : 0.0;
+  const double vs_fp32 = measured ? fp32 / measured_bytes : spec.CompressionRatio(4);
+  const double vs_bf16 = measured ? bf16 / measured_bytes : spec.CompressionRatio(2);
   std::printf("compression ratio:  %.2fx vs fp32 (%.0f B/token), %.2fx vs bf16 (%.0f B/token)%s\n",
-              fp32 / per_token, fp32, bf16 / per_token, bf16, measured ? ", measured" : "");
+              vs_fp32, fp32, vs_bf16, bf16, measured ? ", measured" : "");
   std::printf("code bytes:         %lld\n", static_cast<long long>(stats.code_bytes));
   for (int c = 1; c < store->num_codecs(); ++c) {
     const CodecSpec& extra = store->codec(c).spec();
     const int64_t extra_bpt = extra.BytesPerToken();
     std::printf("extra codec %d:      %s, %lld bytes per token (%s), %.2fx vs fp32, %.2fx vs bf16, %lld code bytes\n",
                 c, extra.ToString().c_str(), static_cast<long long>(extra_bpt), Formula(extra).c_str(),
-                fp32 / extra_bpt, bf16 / extra_bpt, static_cast<long long>(stats.codecs[c].code_bytes));
+                extra.CompressionRatio(4), extra.CompressionRatio(2),
+                static_cast<long long>(stats.codecs[c].code_bytes));
   }
   std::printf("memory value bytes: %lld, text value bytes: %lld\n", static_cast<long long>(stats.memory_value_bytes),
               static_cast<long long>(stats.text_value_bytes));
