@@ -257,6 +257,47 @@ class LumenT5(nn.Module):
         if not c["tie_word_embeddings"]:
             lin("lm_head.weight", V, d, d ** -0.5)
 
+    @torch.no_grad()
+    def mimetic_init(self, qk=1.0, ov=1.0, noise=0.3,
+                     kinds=("encoder_self", "decoder_self", "cross")):
+        """Training-only re-initialisation of every attention layer so that, at step 0, it already
+        matches tokens with themselves and copies what it attends to (mimetic initialisation,
+        Trockman & Kolter 2023): W_q = W_k = sqrt(qk / dk) R (per head: a query scores a key of
+        the same content ~qk higher than an unrelated one, for unit-RMS inputs) and
+        W_o W_v = ov I (W_v = R', W_o = ov R'^T), with R, R' random orthogonal, each mixed with
+        a fraction `noise` of the standard initialisation. Find-and-copy, the step a reader must
+        learn, is made of exactly these two pieces; from the standard initialisation neither our
+        T5 nor torch's nn.Transformer finds them in thousands of steps (tools/train/README.md).
+        The model stays a plain T5 (the engine runs it unchanged). Needs num_heads * d_kv ==
+        d_model."""
+        c = self.c
+        d, inner = c["d_model"], self.H * self.dk
+        assert inner == d, f"mimetic init needs num_heads * d_kv == d_model ({inner} vs {d})"
+
+        def orth():
+            q, r = torch.linalg.qr(torch.randn(d, d))
+            return q * torch.sign(torch.diagonal(r))[None, :]
+
+        prefixes = []
+        if "encoder_self" in kinds:
+            prefixes += [f"encoder.block.{i}.layer.0.SelfAttention." for i in range(c["num_layers"])]
+        if "decoder_self" in kinds:
+            prefixes += [f"decoder.block.{i}.layer.0.SelfAttention."
+                         for i in range(c["num_decoder_layers"])]
+        if "cross" in kinds:
+            prefixes += [f"decoder.block.{i}.layer.1.EncDecAttention."
+                         for i in range(c["num_decoder_layers"])]
+        for p in prefixes:
+            r = orth()
+            s = (qk / self.dk) ** 0.5
+            for name, target in (("q", s * r), ("k", s * r)):
+                w = self.w(p + name + ".weight")
+                w.copy_((1 - noise) * target + noise * w)
+            r2 = orth()
+            wv, wo = self.w(p + "v.weight"), self.w(p + "o.weight")
+            wv.copy_((1 - noise) * r2 + noise * wv)
+            wo.copy_((1 - noise) * ov * r2.T + noise * wo)
+
     def hf_state_dict(self):
         return {k.replace("__", "."): v.detach() for k, v in self.p.items()}
 

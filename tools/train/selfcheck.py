@@ -15,7 +15,12 @@ Checks, failing with an AssertionError:
     gradient reaches the memory layers;
   - save/reload gives identical outputs; export writes the engine layout;
   - passage selection (gold + k - 1 distractors) and the copy exercises (a passage fragment as
-    the question, the tokens after it as the answer), and a training run that uses both.
+    the question, the tokens after it as the answer), and a training run that uses both;
+  - mimetic_init: W_q = W_k with per-head self-score qk, W_o W_v = ov I (noise 0), the chosen
+    kinds of attention only, noise mixing the standard initialisation back in; train.py
+    --mimetic-init runs;
+  - copy_pilot.py: its synthetic examples (the answer follows the fragment in the passage) and a
+    few steps of it on both models (our T5 and the nn.Transformer control) with finite losses.
 DIR then holds one exported model per mode (DIR/<mode>/, with engine_check/ cases), which
 tests/lumen_trainer_test.cc loads in the C++ engine and compares with the PyTorch outputs.
 """
@@ -89,6 +94,35 @@ def check_padding_invariance(examples):
             close(enc[b][mask[b]], e1[0][m1[0]], 1e-5, "padded vs unpadded LUMEN encoding")
 
 
+def check_mimetic_init():
+    torch.manual_seed(5)
+    model = LumenT5(default_config(**TINY), 1.0)
+    before = {k: v.clone() for k, v in model.hf_state_dict().items()}
+    model.mimetic_init(4.0, 2.0, 0.0, kinds=("encoder_self", "cross"))
+    after = model.hf_state_dict()
+    d, dk = TINY["d_model"], TINY["d_kv"]
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    cross = [f"decoder.block.{i}.layer.1.EncDecAttention." for i in range(TINY["num_decoder_layers"])]
+    enc = [f"encoder.block.{i}.layer.0.SelfAttention." for i in range(TINY["num_layers"])]
+    assert changed == {p + w + ".weight" for p in cross + enc for w in "qkvo"}, sorted(changed)
+    for p in cross + enc:
+        wq, wk, wv, wo = (after[p + w + ".weight"] for w in "qkvo")
+        assert torch.equal(wq, wk)
+        close(wo @ wv, 2.0 * torch.eye(d), 1e-5, p + " W_o W_v")
+        close(wq.T @ wq, (4.0 / dk) * torch.eye(d), 1e-5, p + " W_q^T W_k")
+        x = torch.randn(d)
+        x = x / x.pow(2).mean().sqrt()
+        per_head = (wq @ x).view(-1, dk).pow(2).sum(-1)  # a unit-RMS token scoring itself
+        assert abs(float(per_head.mean()) - 4.0) < 2.0, per_head
+    model2 = LumenT5(default_config(**TINY), 1.0)
+    ref = {k: v.clone() for k, v in model2.hf_state_dict().items()}
+    model2.mimetic_init(4.0, 2.0, 0.25)
+    p = cross[0] + "v.weight"
+    assert not torch.equal(model2.hf_state_dict()[p], ref[p])
+    residual = model2.hf_state_dict()[p] - 0.25 * ref[p]  # = 0.75 * orthogonal
+    close(residual @ residual.T, 0.75 ** 2 * torch.eye(d), 1e-5, "noise mix")
+
+
 def check_pq_layer():
     torch.manual_seed(5)
     pq = PQLayer(d=8, g=2, C=4)
@@ -129,6 +163,29 @@ def check_passage_selection_and_copy_exercises(examples):
         n = len(frag) + len(ans)
         assert any(p[i: i + n] == frag + ans for i in range(len(p) - n + 1)), (p, frag, ans)
     assert made >= 3, made
+
+
+def check_copy_pilot(out_dir):
+    from copy_pilot import main as copy_pilot_main, make_batch
+    p, q, answer = make_batch(64, 50, 9, 3, torch.Generator().manual_seed(3))
+    assert p.shape == (64, 9) and q.shape == (64, 5) and answer.shape == (64,)
+    for i in range(64):
+        row, frag = p[i].tolist(), q[i, 2:].tolist()
+        assert q[i, :2].tolist() == [5, 6] and min(row) >= 3 and max(row) < 50
+        hits = [j for j in range(9 - 3) if row[j: j + 3] == frag]
+        assert any(row[j + 3] == int(answer[i]) for j in hits), (row, frag, int(answer[i]))
+    for model in ("t5", "torch"):
+        path = os.path.join(out_dir, f"copy_pilot_{model}.jsonl")
+        if os.path.exists(path):
+            os.remove(path)
+        copy_pilot_main(["--model", model, "--vocab", "20", "--passage-len", "6", "--d-model", "16",
+                         "--d-ff", "24", "--layers", "2", "--decoder-layers", "1", "--batch", "4",
+                         "--steps", "3", "--log-every", "1", "--eval-every", "3", "--out", path])
+        recs = [json.loads(line) for line in open(path)]
+        assert [r.get("step") for r in recs[1:]] == [1, 2, 3], recs
+        last = recs[-1]
+        assert all(r["first_token_loss"] == r["first_token_loss"] for r in recs[1:]), recs
+        assert 0.0 <= last["eval_exact"] <= 1.0 and last["eval_first_token_loss"] > 0.0, last
 
 
 def run_train(data, out, mode, extra=()):
@@ -202,6 +259,11 @@ def main():
                     ["--steps", "2", "--train-passages", "1", "--eval-passages", "1",
                      "--copy-frac", "0.5"])
     assert [r["step"] for r in log] == [1, 2], log
+    check_mimetic_init()
+    log = run_train(data, os.path.join(a.out, "run_mimetic"), "fid",
+                    ["--steps", "2", "--mimetic-init", "2,3,0.1"])
+    assert [r["step"] for r in log] == [1, 2], log
+    check_copy_pilot(a.out)
     print(f"selfcheck ok: {a.out}")
 
 

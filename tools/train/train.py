@@ -141,6 +141,10 @@ def main():
                     help="keep encoder.final_layer_norm.weight at its initial 1.0: from scratch, the "
                          "decoder otherwise learns to scale the encoder output down to ~0.09 before "
                          "it has learned to read it, and then gets too little signal from it")
+    ap.add_argument("--mimetic-init", metavar="QK,OV,NOISE",
+                    help="from scratch only: LumenT5.mimetic_init(qk, ov, noise) on every attention "
+                         "layer (with tied embeddings the reader then learns find-and-copy in "
+                         "hundreds of steps instead of not at all; tools/train/README.md)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -174,6 +178,9 @@ def main():
         model = LumenT5(config, alpha, compression_of(a.mode, a.pq_g, a.pq_c))
         if a.init:
             model.load_hf_state_dict(base.hf_state_dict())
+        elif a.mimetic_init:
+            qk, ov, noise = (float(x) for x in a.mimetic_init.split(","))
+            model.mimetic_init(qk, ov, noise)
     model.train()
     frozen = set(model.memory_parameter_names()) if meta["freeze_memory"] else set()
     if a.fix_encoder_final_norm:
