@@ -200,6 +200,29 @@ def write_examples(args):
           f"{truncated}/{total} passages truncated to {args.max_passage_tokens} -> {args.out}")
 
 
+def write_squad(args):
+    """The gold passages of examples as a SQuAD v1.1 file: one paragraph per question (its gold
+    passage as prepare_data cut it, e.g. a --window-words window) holding that question, grouped
+    by article title. `memoria build-store` + `memoria eval-qa --passages gold` on it then see the
+    inputs qa_eval.py scores with --passages 1, so the engine's EM/F1 compare with PyTorch's."""
+    data = torch.load(args.data)
+    examples = data[args.split][: args.n] if args.n > 0 else data[args.split]
+    articles = {}
+    for ex in examples:
+        g = ex["gold"]
+        title, text = ex["titles"][g], ex["texts"][g]
+        articles.setdefault(title, []).append(dict(
+            context=text, qas=[dict(id=ex["id"], question=ex["question"],
+                                    answers=[dict(text=a, answer_start=max(0, text.find(a)))
+                                             for a in ex["answers"]])]))
+    out = dict(version="1.1", source=f"{os.path.abspath(args.data)} {args.split} "
+               f"(SQuAD v1.1, Rajpurkar et al. 2016, CC BY-SA 4.0)",
+               data=[dict(title=t, paragraphs=ps) for t, ps in articles.items()])
+    with open(args.out, "w") as f:
+        json.dump(out, f)
+    print(f"{len(examples)} questions in {len(articles)} articles -> {args.out}")
+
+
 def main():
     shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")
     ap = argparse.ArgumentParser()
@@ -215,6 +238,11 @@ def main():
     e.add_argument("--seed", type=int, default=17)
     e.add_argument("--window-words", type=int, default=0,
                    help="cut every passage to this many words (gold: around the answer; 0 = whole)")
+    q = sub.add_parser("squad", help="examples' gold passages as a SQuAD file (write_squad)")
+    q.add_argument("data", help="examples file written by the examples command")
+    q.add_argument("out")
+    q.add_argument("--split", choices=["train", "dev"], default="dev")
+    q.add_argument("--n", type=int, default=300, help="first n examples (0: all)")
     for p in (c, e):
         p.add_argument("--train", default=os.path.join(shared, "data/qa/squad-v1.1-du-split.json"))
         p.add_argument("--dev", default=os.path.join(shared, "data/qa/squad-v1.1-dev-part1.json"))
@@ -223,6 +251,8 @@ def main():
     args = ap.parse_args()
     if args.cmd == "corpus":
         write_corpus(args)
+    elif args.cmd == "squad":
+        write_squad(args)
     else:
         write_examples(args)
 

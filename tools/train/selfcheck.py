@@ -19,6 +19,7 @@ Checks, failing with an AssertionError:
   - mimetic_init: W_q = W_k with per-head self-score qk, W_o W_v = ov I (noise 0), the chosen
     kinds of attention only, noise mixing the standard initialisation back in; train.py
     --mimetic-init runs;
+  - prepare_data.py squad: the examples' gold passages as a SQuAD file, one paragraph per question;
   - copy_pilot.py: its synthetic examples (the answer follows the fragment in the passage) and a
     few steps of it on both models (our T5 and the nn.Transformer control) with finite losses.
 DIR then holds one exported model per mode (DIR/<mode>/, with engine_check/ cases), which
@@ -165,6 +166,36 @@ def check_passage_selection_and_copy_exercises(examples):
     assert made >= 3, made
 
 
+def check_squad_export(out_dir):
+    rng = random.Random(9)
+    examples = synthetic_examples(5, 3, rng)
+    for i, ex in enumerate(examples):
+        ex["question"] = f"question {i}?"
+        ex["titles"] = [f"T{i % 2}", "other", "other"]
+        ex["texts"] = [f"passage {i} {j} holds answer{i}" for j in range(3)]
+        ex["answers"] = [f"answer{i}"]
+        ex["titles"][ex["gold"]] = f"T{i % 2}"
+    data_path = os.path.join(out_dir, "squad_examples.pt")
+    torch.save(dict(train=[], dev=examples, meta={}), data_path)
+    out = os.path.join(out_dir, "squad_export.json")
+    r = subprocess.run([sys.executable, os.path.join(HERE, "prepare_data.py"), "squad", data_path,
+                        out, "--n", "4"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    squad = json.load(open(out))
+    assert [a["title"] for a in squad["data"]] == ["T0", "T1"], squad
+    seen = []
+    for article in squad["data"]:
+        for para in article["paragraphs"]:
+            (qa,) = para["qas"]
+            ex = examples[int(qa["id"])]
+            assert article["title"] == ex["titles"][ex["gold"]]
+            assert para["context"] == ex["texts"][ex["gold"]] and qa["question"] == ex["question"]
+            (ans,) = qa["answers"]
+            assert para["context"][ans["answer_start"]:].startswith(ans["text"]), (para, ans)
+            seen.append(qa["id"])
+    assert sorted(seen) == ["0", "1", "2", "3"], seen
+
+
 def check_copy_pilot(out_dir):
     from copy_pilot import main as copy_pilot_main, make_batch
     p, q, answer = make_batch(64, 50, 9, 3, torch.Generator().manual_seed(3))
@@ -263,6 +294,7 @@ def main():
     log = run_train(data, os.path.join(a.out, "run_mimetic"), "fid",
                     ["--steps", "2", "--mimetic-init", "2,3,0.1"])
     assert [r["step"] for r in log] == [1, 2], log
+    check_squad_export(a.out)
     check_copy_pilot(a.out)
     print(f"selfcheck ok: {a.out}")
 
