@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import LumenT5, default_config  # noqa: E402
+from model import LumenT5, default_config, parse_mimetic_flag  # noqa: E402
 
 QUESTION_PREFIX = (5, 6)
 EOS = 1
@@ -92,7 +92,7 @@ def main(argv=None):
     ap.add_argument("--fragment", type=int, default=3)
     ap.add_argument("--alpha", type=float, default=1.0, help="T5 live fraction (1: FiD)")
     ap.add_argument("--tie", action="store_true", help="T5: tied embeddings (T5 1.0 style)")
-    ap.add_argument("--mimetic", metavar="QK,OV,NOISE",
+    ap.add_argument("--mimetic", metavar="QK,OV,NOISE", type=parse_mimetic_flag,
                     help="T5: LumenT5.mimetic_init(qk, ov, noise) before training")
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--d-ff", type=int, default=384)
@@ -108,19 +108,23 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="append the JSON lines here too")
     a = ap.parse_args(argv)
-    assert a.passage_len > a.fragment >= 1 and a.vocab > 8, "need passage_len > fragment and vocab > 8"
+    if not (a.passage_len > a.fragment >= 1 and a.vocab > 8):
+        ap.error(f"need passage_len > fragment >= 1 and vocab > 8, got passage_len "
+                 f"{a.passage_len}, fragment {a.fragment}, vocab {a.vocab}")
+    if a.model == "torch" and (a.mimetic or a.tie):
+        ap.error("--mimetic and --tie apply to --model t5 only")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed + 1)
-    eval_gen_seed = a.seed + 2
+    eval_set = make_batch(512, a.vocab, a.passage_len, a.fragment,
+                          torch.Generator().manual_seed(a.seed + 2))
     if a.model == "t5":
         config = default_config(d_model=a.d_model, d_kv=a.d_model // 4, num_heads=4, d_ff=a.d_ff,
                                 num_layers=a.layers, num_decoder_layers=a.decoder_layers,
                                 vocab_size=a.vocab, tie_word_embeddings=a.tie)
         net = T5Reader(config, a.alpha)
         if a.mimetic:
-            qk, ov, noise = (float(x) for x in a.mimetic.split(","))
-            net.m.mimetic_init(qk, ov, noise)
+            net.m.mimetic_init(*a.mimetic)
     else:
         net = TorchReference(a.vocab, a.d_model, a.layers, a.decoder_layers, a.d_ff)
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
@@ -144,8 +148,7 @@ def main(argv=None):
 
     @torch.no_grad()
     def evaluate():
-        g = torch.Generator().manual_seed(eval_gen_seed)
-        p, q, answer = make_batch(512, a.vocab, a.passage_len, a.fragment, g)
+        p, q, answer = eval_set
         _, first = forward(p, q, answer)
         return (float(F.cross_entropy(first, answer)),
                 float((first.argmax(-1) == answer).float().mean()))

@@ -19,6 +19,7 @@ token's value (the model computes the same numbers as the unpadded engine, up to
 Parameters live in a ParameterDict under the Hugging Face names with "." replaced by "__"
 (ParameterDict keys cannot hold dots); hf_state_dict() gives the HF names back.
 """
+import argparse
 import math
 import os
 import sys
@@ -195,6 +196,20 @@ class BTRLayer(nn.Module):
         return x + (q - x).detach()
 
 
+def parse_mimetic_flag(text):
+    """"QK,OV,NOISE" (the --mimetic-init flag) -> (qk, ov, noise) floats for
+    LumenT5.mimetic_init; argparse.ArgumentTypeError naming the text otherwise (use as type=)."""
+    parts = text.split(",")
+    try:
+        values = tuple(float(x) for x in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not 0.0 <= values[2] <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected QK,OV,NOISE (three numbers, NOISE in [0, 1]), got '{text}'")
+    return values
+
+
 class LumenT5(nn.Module):
     def __init__(self, config, alpha=1.0 / 3.0, compression=None):
         """compression: None, ("pq", g, C) or ("btr",)."""
@@ -287,9 +302,9 @@ class LumenT5(nn.Module):
         if "cross" in kinds:
             prefixes += [f"decoder.block.{i}.layer.1.EncDecAttention."
                          for i in range(c["num_decoder_layers"])]
+        s = (qk / self.dk) ** 0.5
         for p in prefixes:
             r = orth()
-            s = (qk / self.dk) ** 0.5
             for name, target in (("q", s * r), ("k", s * r)):
                 w = self.w(p + name + ".weight")
                 w.copy_((1 - noise) * target + noise * w)

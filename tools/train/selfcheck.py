@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "reference"))
 from export import export  # noqa: E402
-from model import LumenT5, PQLayer, collate, default_config  # noqa: E402
+from model import LumenT5, PQLayer, collate, default_config, parse_mimetic_flag  # noqa: E402
 from t5_reference import T5  # noqa: E402
 from train import load_model  # noqa: E402
 
@@ -291,6 +291,18 @@ def main():
                      "--copy-frac", "0.5"])
     assert [r["step"] for r in log] == [1, 2], log
     check_mimetic_init()
+    assert parse_mimetic_flag("2,3,0.1") == (2.0, 3.0, 0.1)
+    for bad in ("2,3", "2,3,x", "2,3,1.5"):
+        try:
+            parse_mimetic_flag(bad)
+            raise AssertionError(f"parse_mimetic_flag accepted '{bad}'")
+        except argparse.ArgumentTypeError as e:
+            assert bad in str(e), e
+    cmd = [sys.executable, os.path.join(HERE, "train.py"), "--data", data, "--out",
+           os.path.join(a.out, "run_mimetic_init"), "--init",
+           os.path.join(a.out, "run_lumen", "model.pt"), "--mimetic-init", "2,3,0.1"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2 and "not with --init" in r.stderr, (r.returncode, r.stderr)
     log = run_train(data, os.path.join(a.out, "run_mimetic"), "fid",
                     ["--steps", "2", "--mimetic-init", "2,3,0.1"])
     assert [r["step"] for r in log] == [1, 2], log

@@ -29,7 +29,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import LumenT5, collate, default_config  # noqa: E402
+from model import LumenT5, collate, default_config, parse_mimetic_flag  # noqa: E402
 
 
 def compression_of(mode, g, C):
@@ -141,12 +141,14 @@ def main():
                     help="keep encoder.final_layer_norm.weight at its initial 1.0: from scratch, the "
                          "decoder otherwise learns to scale the encoder output down to ~0.09 before "
                          "it has learned to read it, and then gets too little signal from it")
-    ap.add_argument("--mimetic-init", metavar="QK,OV,NOISE",
+    ap.add_argument("--mimetic-init", metavar="QK,OV,NOISE", type=parse_mimetic_flag,
                     help="from scratch only: LumenT5.mimetic_init(qk, ov, noise) on every attention "
                          "layer (with tied embeddings the reader then learns find-and-copy in "
                          "hundreds of steps instead of not at all; tools/train/README.md)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
+    if a.mimetic_init and (a.init or a.resume):
+        ap.error("--mimetic-init initialises a model from scratch: not with --init or --resume")
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
     ckpt = os.path.join(a.out, "model.pt")
@@ -179,8 +181,7 @@ def main():
         if a.init:
             model.load_hf_state_dict(base.hf_state_dict())
         elif a.mimetic_init:
-            qk, ov, noise = (float(x) for x in a.mimetic_init.split(","))
-            model.mimetic_init(qk, ov, noise)
+            model.mimetic_init(*a.mimetic_init)
     model.train()
     frozen = set(model.memory_parameter_names()) if meta["freeze_memory"] else set()
     if a.fix_encoder_final_norm:
