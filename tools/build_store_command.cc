@@ -16,7 +16,7 @@ namespace memoria {
 namespace {
 
 Status RunBuildStore(const CommandArgs& args) {
-  RETURN_IF_ERROR(args.CheckKnown({"corpus", "format", "limit", "model", "tokenizer", "store", "codec", "extra-codecs",
+  RETURN_IF_ERROR(args.CheckKnown({"corpus", "format", "limit", "window-words", "window-stride", "model", "tokenizer", "store", "codec", "extra-codecs",
                                    "alpha", "batch", "max-tokens", "train-tokens", "pq-iterations",
                                    "pq-update", "pq-codebooks", "pq-codebooks-tensor", "seed",
                                    "threads", "no-sync"}));
@@ -24,6 +24,8 @@ Status RunBuildStore(const CommandArgs& args) {
   ASSIGN_OR_RETURN(o.corpus_path, args.Require("corpus"));
   ASSIGN_OR_RETURN(o.corpus_format, ParseCorpusFormat(args.Get("format", "auto")));
   ASSIGN_OR_RETURN(o.limit, args.GetInt("limit", 0));
+  ASSIGN_OR_RETURN(o.window_words, args.GetInt("window-words", 0));
+  ASSIGN_OR_RETURN(o.window_stride, args.GetInt("window-stride", 0));
   ASSIGN_OR_RETURN(o.model_dir, args.Require("model"));
   o.tokenizer_path = args.Get("tokenizer", "");
   ASSIGN_OR_RETURN(o.store_dir, args.Require("store"));
@@ -100,6 +102,9 @@ const bool registered = RegisterCommand({
     "--corpus FILE          JSONL ({\"id\",\"title\",\"text\"} per line) or SQuAD JSON\n"
     "--format F             auto (default: .json = squad, else jsonl) | jsonl | squad\n"
     "--limit N              read at most N passages (default all)\n"
+    "--window-words N       store each passage as overlapping runs of N words, ids <id>#w<first\n"
+    "                       word> (for readers trained on short windows; default 0: whole passages)\n"
+    "--window-stride S      a new run every S words (default N / 2)\n"
     "--model DIR            T5 model dir (config.json + safetensors)\n"
     "--tokenizer FILE       SentencePiece model (default DIR/spiece.model, else DIR/tokenizer.model)\n"
     "--store DIR            the new store (must not exist yet)\n"

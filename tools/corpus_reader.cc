@@ -2,10 +2,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <unordered_map>
+#include <utility>
 
 namespace memoria {
 namespace {
@@ -134,6 +137,36 @@ StatusOr<std::vector<CorpusPassage>> ReadCorpus(const std::string& path, CorpusF
     format = EndsWith(path, ".json") ? CorpusFormat::kSquad : CorpusFormat::kJsonl;
   }
   return format == CorpusFormat::kSquad ? ReadSquad(path, in, limit) : ReadJsonl(path, in, limit);
+}
+
+StatusOr<std::vector<CorpusPassage>> WindowPassages(const std::vector<CorpusPassage>& passages,
+                                                    int64_t words, int64_t stride) {
+  if (words < 1 || stride < 1 || stride > words) {
+    return InvalidArgumentError("window of " + std::to_string(words) + " words with stride " +
+                                std::to_string(stride) + ": need 1 <= stride <= words");
+  }
+  std::vector<CorpusPassage> out;
+  std::vector<std::pair<size_t, size_t>> spans;  // [begin, end) of each word in the text
+  for (const CorpusPassage& p : passages) {
+    spans.clear();
+    for (size_t i = 0; i < p.text.size();) {
+      while (i < p.text.size() && std::isspace(static_cast<unsigned char>(p.text[i]))) ++i;
+      if (i == p.text.size()) break;
+      const size_t begin = i;
+      while (i < p.text.size() && !std::isspace(static_cast<unsigned char>(p.text[i]))) ++i;
+      spans.emplace_back(begin, i);
+    }
+    const int64_t n = static_cast<int64_t>(spans.size());
+    auto emit = [&](int64_t first) {
+      const int64_t last = std::min(first + words, n) - 1;
+      out.push_back({p.id + "#w" + std::to_string(first), p.title,
+                     p.text.substr(spans[first].first, spans[last].second - spans[first].first)});
+    };
+    int64_t first = 0;
+    for (; first + words < n; first += stride) emit(first);
+    if (n > 0) emit(std::max<int64_t>(0, n - words));
+  }
+  return out;
 }
 
 }  // namespace memoria

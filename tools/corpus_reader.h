@@ -38,4 +38,16 @@ StatusOr<CorpusFormat> ParseCorpusFormat(const std::string& name);
 StatusOr<std::vector<CorpusPassage>> ReadCorpus(const std::string& path, CorpusFormat format,
                                                 int64_t limit);
 
+// Cuts every passage into runs of `words` whitespace-separated words, a new run every `stride`
+// words (0, stride, 2 stride, ...) plus one ending at the last word when the stride leaves a
+// tail uncovered, so every word lies in some run and, with stride <= words / 2, every span of
+// up to words - stride + 1 words lies whole inside one. A run keeps the passage's own spacing
+// between its words (text from its first word's first character to its last word's last) and
+// its title; its id is "<id>#w<index of its first word>". A passage of at most `words` words
+// becomes one run "<id>#w0" holding its text with outer whitespace trimmed, an empty one none.
+// Readers trained on short windows (tools/train/prepare_data.py --window-words) read a corpus
+// cut the same way. Errors: INVALID_ARGUMENT unless 1 <= stride <= words.
+StatusOr<std::vector<CorpusPassage>> WindowPassages(const std::vector<CorpusPassage>& passages,
+                                                    int64_t words, int64_t stride);
+
 }  // namespace memoria

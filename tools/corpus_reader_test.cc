@@ -95,5 +95,39 @@ TEST(CorpusReaderTest, MissingFileAndUnknownFormat) {
   EXPECT_EQ(*ParseCorpusFormat("squad"), CorpusFormat::kSquad);
 }
 
+TEST(CorpusReaderTest, WindowsCoverEveryWordWithOverlap) {
+  // 10 words, windows of 4 every 2: starts 0, 2, 4 and the tail run 6..9.
+  const std::vector<CorpusPassage> in = {
+      {"p", "T", "  w0 w1  w2\tw3 w4 w5 w6 w7 w8 w9 "}, {"short", "", "a b"}, {"empty", "", "  "}};
+  auto out = WindowPassages(in, 4, 2);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ(out->size(), 5u);
+  EXPECT_EQ((*out)[0].id, "p#w0");
+  EXPECT_EQ((*out)[0].text, "w0 w1  w2\tw3");  // the passage's own spacing
+  EXPECT_EQ((*out)[0].title, "T");
+  EXPECT_EQ((*out)[1].id, "p#w2");
+  EXPECT_EQ((*out)[1].text, "w2\tw3 w4 w5");
+  EXPECT_EQ((*out)[2].id, "p#w4");
+  EXPECT_EQ((*out)[3].id, "p#w6");
+  EXPECT_EQ((*out)[3].text, "w6 w7 w8 w9");
+  EXPECT_EQ((*out)[4].id, "short#w0");
+  EXPECT_EQ((*out)[4].text, "a b");
+  // A stride that divides evenly adds no duplicate tail run: 8 words, windows of 4 every 4.
+  auto even = WindowPassages({{"e", "", "a b c d e f g h"}}, 4, 4);
+  ASSERT_TRUE(even.ok());
+  ASSERT_EQ(even->size(), 2u);
+  EXPECT_EQ((*even)[1].text, "e f g h");
+}
+
+TEST(CorpusReaderTest, WindowArgumentsAreChecked) {
+  for (auto [words, stride] : {std::pair{0, 1}, {4, 0}, {4, 5}}) {
+    auto out = WindowPassages({{"p", "", "a b"}}, words, stride);
+    ASSERT_FALSE(out.ok());
+    EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(out.status().message().find("stride " + std::to_string(stride)), std::string::npos)
+        << out.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace memoria

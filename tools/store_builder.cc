@@ -39,6 +39,11 @@ Status CheckOptions(const StoreBuildOptions& o) {
     return InvalidArgumentError("train tokens must be >= 1, got " + std::to_string(o.train_tokens));
   }
   if (o.threads < 0) return InvalidArgumentError("threads must be >= 0, got " + std::to_string(o.threads));
+  if (o.window_words < 0 || o.window_stride < 0 || (o.window_stride > 0 && o.window_words == 0)) {
+    return InvalidArgumentError("window of " + std::to_string(o.window_words) +
+                                " words with stride " + std::to_string(o.window_stride) +
+                                ": need words >= 1 for a stride, and neither negative");
+  }
   return Status::Ok();
 }
 
@@ -100,6 +105,11 @@ Status BuildStore(const StoreBuildOptions& options,
 
   ASSIGN_OR_RETURN(std::vector<CorpusPassage> corpus,
                    ReadCorpus(options.corpus_path, options.corpus_format, options.limit));
+  if (options.window_words > 0) {
+    const int64_t stride = options.window_stride > 0 ? options.window_stride
+                                                     : std::max<int64_t>(1, options.window_words / 2);
+    ASSIGN_OR_RETURN(corpus, WindowPassages(corpus, options.window_words, stride));
+  }
   if (corpus.empty()) return InvalidArgumentError("corpus " + options.corpus_path + " has no passages");
 
   ASSIGN_OR_RETURN(LumenReader reader,

@@ -45,6 +45,10 @@ struct StoreBuildOptions {
   std::string corpus_path;
   CorpusFormat corpus_format = CorpusFormat::kAuto;
   int64_t limit = 0;               // passages read from the corpus, <= 0: all
+  // > 0: every passage is stored as overlapping runs of this many words (WindowPassages in
+  // corpus_reader.h), a new run every window_stride words (0: window_words / 2, at least 1).
+  int64_t window_words = 0;
+  int64_t window_stride = 0;
   std::string model_dir;           // T5 model dir (config.json + safetensors)
   std::string tokenizer_path;      // "": <model_dir>/spiece.model, else <model_dir>/tokenizer.model
   std::string store_dir;           // created; must not hold a store yet

@@ -163,6 +163,30 @@ TEST_F(StoreBuilderTest, BtrCalibratesOnTheSampleAndTooFewVectorsForPqIsAClearEr
   EXPECT_FALSE(fs::exists(options_.store_dir + "/CURRENT"));  // failed before Create
 }
 
+TEST_F(StoreBuilderTest, WindowedCorpusStoresOverlappingRunsOfWords) {
+  MEMORIA_REQUIRE_SHARED();
+  options_.codec = "none:bf16";
+  options_.limit = 2;
+  options_.window_words = 24;  // default stride 12
+  StoreBuildReport report;
+  Status s = BuildStore(options_, nullptr, &report);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  auto corpus = ReadCorpus(options_.corpus_path, CorpusFormat::kAuto, 2);
+  ASSERT_TRUE(corpus.ok());
+  auto windows = WindowPassages(*corpus, 24, 12);
+  ASSERT_TRUE(windows.ok());
+  EXPECT_GT(windows->size(), 4u);  // SQuAD paragraphs run to 100+ words
+  EXPECT_EQ(report.passages, static_cast<int64_t>(windows->size()));
+  std::unique_ptr<PassageStore> store;
+  ASSERT_TRUE(PassageStore::Open(PassageStoreOptions{}, options_.store_dir, &report.identity, &store).ok());
+  auto text = store->GetText({"Super_Bowl_50/0#w0", "Super_Bowl_50/0#w12", "Super_Bowl_50/0"});
+  ASSERT_TRUE(text[0].ok()) << text[0].status().ToString();
+  ASSERT_TRUE(text[1].ok()) << text[1].status().ToString();
+  EXPECT_EQ(text[0]->text, (*windows)[0].text);
+  EXPECT_EQ(text[1]->text, (*windows)[1].text);
+  EXPECT_EQ(text[2].status().code(), StatusCode::kNotFound);  // only the runs are stored
+}
+
 TEST_F(StoreBuilderTest, OptionsAreValidated) {
   StoreBuildOptions o;
   EXPECT_EQ(BuildStore(o, nullptr, nullptr).code(), StatusCode::kInvalidArgument);
@@ -188,6 +212,12 @@ TEST_F(StoreBuilderTest, OptionsAreValidated) {
   bad = o;
   bad.train_tokens = 0;
   expect_invalid(bad, "train tokens");
+  bad = o;
+  bad.window_words = -1;
+  expect_invalid(bad, "window of -1 words");
+  bad = o;
+  bad.window_stride = 4;  // a stride without a window
+  expect_invalid(bad, "stride 4");
   // With valid options the first file access fails instead: the corpus is missing.
   EXPECT_EQ(BuildStore(o, nullptr, nullptr).code(), StatusCode::kNotFound);
 }
