@@ -555,8 +555,24 @@ TEST_F(LumenServerTest, RealBinaryIngestsAndAnswersLikeTheEngine) {
   status = Ask(question, {}, 1, 0, &retrieved);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(retrieved.passage_ids(0), "squad-0");
+  // `memoria ask`, the command-line client: the same answer, and with --verbose the passage it
+  // was read from, its BM25 score and its stored text.
+  const std::string ask = testing::BuildDir() + "/tools/memoria ask --server " + process.target() +
+                          " --max-new-tokens 6 --question '" + question + "'";
+  auto [rc, asked] = testing::RunShell(ask);
+  EXPECT_EQ(rc, 0) << asked;
+  EXPECT_EQ(asked, retrieved.text() + "\n");
+  auto [rc_verbose, verbose] = testing::RunShell(ask + " --verbose");
+  EXPECT_EQ(rc_verbose, 0) << verbose;
+  EXPECT_NE(verbose.find("passage squad-0 (bm25 "), std::string::npos) << verbose;
+  EXPECT_NE(verbose.find(passages_[0].text.substr(0, 40)), std::string::npos) << verbose;
+  // A prompt is the LLaMA path: this T5 server says so, and the client exits 1.
+  auto [rc_prompt, prompt] = testing::RunShell(testing::BuildDir() + "/tools/memoria ask --server " +
+                                               process.target() + " --prompt 'Once upon'");
+  EXPECT_EQ(rc_prompt, 1) << prompt;
+  EXPECT_NE(prompt.find("UNIMPLEMENTED"), std::string::npos) << prompt;
   const std::string metrics = testing::HttpGet(process.http_port(), "/metrics").body;
-  EXPECT_EQ(testing::MetricValue(metrics, "memoria_live_encoder_seconds_count"), 2) << metrics;
+  EXPECT_EQ(testing::MetricValue(metrics, "memoria_live_encoder_seconds_count"), 4) << metrics;
   EXPECT_EQ(testing::MetricValue(metrics, "memoria_ingested_passages_total"), 4);
   process.Signal(SIGTERM);
   EXPECT_EQ(process.WaitExit(60), 0) << process.Log();

@@ -312,5 +312,29 @@ TEST_F(ServerSecurityTest, TokensWorkOnAPlaintextListenerToo) {
   ExpectNoSecretIn(log);
 }
 
+// `memoria ask`, the command-line client, against the TLS + token server: with the CA and a token
+// file it gets its completion; without the token it reports UNAUTHENTICATED (exit 1); trusting
+// another CA it never reaches the server and gives up at its deadline.
+TEST_F(ServerSecurityTest, AskCommandSpeaksTlsAndTokens) {
+  ServerProcess* server = Server("tls_token");
+  ASSERT_NE(server, nullptr);
+  const std::string ask = testing::BuildDir() + "/tools/memoria ask --server " + server->target() +
+                          " --prompt 'Once upon a time' --max-new-tokens 8";
+  const std::string dir = state_->dir;
+  auto [rc, out] = testing::RunShell(ask + " --tls-ca " + dir + "/ca.crt --token-file " + dir +
+                                     "/plain_token --verbose");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("8 answer tokens"), std::string::npos) << out;
+  auto [rc_missing, missing] = testing::RunShell(ask + " --tls-ca " + dir + "/ca.crt");
+  EXPECT_EQ(rc_missing, 1) << missing;
+  EXPECT_NE(missing.find("UNAUTHENTICATED"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("missing bearer token"), std::string::npos) << missing;
+  auto [rc_ca, other_ca] = testing::RunShell(ask + " --tls-ca " + dir + "/other_ca.crt --token-file " +
+                                             dir + "/plain_token --deadline 2");
+  EXPECT_EQ(rc_ca, 1) << other_ca;
+  EXPECT_NE(other_ca.find("DEADLINE_EXCEEDED"), std::string::npos) << other_ca;
+  EXPECT_EQ(other_ca.find(state_->token), std::string::npos) << other_ca;
+}
+
 }  // namespace
 }  // namespace memoria
