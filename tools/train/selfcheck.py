@@ -166,6 +166,46 @@ def check_passage_selection_and_copy_exercises(examples):
     assert made >= 3, made
 
 
+def check_cloze_exercises(examples, out_dir):
+    from train import CLOZE_STOPWORDS, cloze_example, load_pieces, passage_words
+    # A vocabulary whose even ids begin words; id 4 is the function word "the".
+    spm = os.path.join(out_dir, "cloze_spiece.model")
+    with open(os.path.splitext(spm)[0] + ".vocab", "w", encoding="utf-8") as f:
+        for i in range(64):
+            f.write(("\u2581" if i % 2 == 0 else "") + ("the" if i == 4 else f"p{i}") + "\t0\n")
+    pieces = load_pieces(spm)
+    assert len(pieces) == 64 and pieces[4] == "\u2581the" and pieces[5] == "p5", pieces[:6]
+    assert "the" in CLOZE_STOPWORDS
+    # The "title: T context:" head (2 + title words) is not part of the passage's words.
+    ex = dict(passages=[[2, 3, 6, 8, 10, 12, 13, 1]], gold=0, titles=["T"])
+    assert passage_words(ex, pieces) == [[10], [12, 13]], passage_words(ex, pieces)
+    prefix = [5, 6]
+    rng = random.Random(3)
+    made = 0
+    for ex in examples:
+        ex = dict(ex, q=prefix + [4, 9, 11, 2] + ex["q"])
+        c = cloze_example(ex, prefix, pieces, rng)
+        if c is ex:
+            continue
+        made += 1
+        words = passage_words(ex, pieces)
+        ans = c["target"][:-1]
+        assert c["target"][-1] == 1 and c["q"][: len(prefix)] == prefix, c
+        # The answer is 1-3 whole passage words, not beginning or ending with "the".
+        spans = [(i, n) for n in (1, 2, 3) for i in range(len(words) - n + 1)
+                 if sum(words[i: i + n], []) == ans]
+        assert any(words[i] != [4] and words[i + n - 1] != [4] for i, n in spans), (words, ans)
+        # The question is the real question's first word [4, 9, 11] plus other passage words.
+        body = c["q"][len(prefix):]
+        at = [i for i in range(len(body) - 2) if body[i: i + 3] == [4, 9, 11]]
+        assert at, body
+        i = at[0]
+        rest = body[:i] + body[i + 3:]
+        assert rest and all(t in sum(words, []) for t in rest), (body, words)
+    assert made >= len(examples) // 2, made
+    return spm
+
+
 def check_squad_export(out_dir):
     rng = random.Random(9)
     examples = synthetic_examples(5, 3, rng)
@@ -289,6 +329,14 @@ def main():
     log = run_train(data, os.path.join(a.out, "run_copy"), "lumen",
                     ["--steps", "2", "--train-passages", "1", "--eval-passages", "1",
                      "--copy-frac", "0.5"])
+    assert [r["step"] for r in log] == [1, 2], log
+    spm = check_cloze_exercises(examples, a.out)
+    cloze_data = os.path.join(a.out, "data_cloze.pt")
+    torch.save(dict(train=examples, dev=examples[:4],
+                    meta=dict(spm=spm, max_passage_tokens=32, passages=3)), cloze_data)
+    log = run_train(cloze_data, os.path.join(a.out, "run_cloze"), "lumen",
+                    ["--steps", "2", "--train-passages", "1", "--copy-frac", "0.3",
+                     "--cloze-frac", "0.5"])
     assert [r["step"] for r in log] == [1, 2], log
     check_mimetic_init()
     assert parse_mimetic_flag("2,3,0.1") == (2.0, 3.0, 0.1)

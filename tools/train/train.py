@@ -19,6 +19,7 @@ lr, seconds), model.pt (weights + config + mode, written every --save-every step
 training loss and dev EM/F1 on --eval-n dev questions).
 """
 import argparse
+import itertools
 import json
 import math
 import os
@@ -101,6 +102,71 @@ def copy_example(ex, prefix, rng):
     return dict(ex, q=prefix + p[i: i + frag], target=p[i + frag: i + frag + ans] + [1])
 
 
+def load_pieces(spm_model):
+    """The SentencePiece pieces by id, read from the .vocab file spm_train writes beside the
+    .model (piece TAB score, one line per id)."""
+    vocab = os.path.splitext(spm_model)[0] + ".vocab"
+    with open(vocab, encoding="utf-8") as f:
+        return [line.split("\t")[0] for line in f]
+
+
+WORD_START = "\u2581"  # SentencePiece's mark of a piece that begins a word
+# Words a cloze answer does not begin or end with (SQuAD answers are names, numbers and phrases).
+CLOZE_STOPWORDS = frozenset(
+    "a an the of and or in on at to for from by with as is was are were be been it its this that "
+    "which who what when where their his her they he she not but also".split())
+
+
+def passage_words(ex, pieces):
+    """The gold passage's words after its "title: T context:" head, as id lists (a word starts
+    at a piece marked as beginning a word)."""
+    p = ex["passages"][ex["gold"]][:-1]
+    starts = [i for i, t in enumerate(p) if pieces[t].startswith(WORD_START)] + [len(p)]
+    words = [p[starts[i]: starts[i + 1]] for i in range(len(starts) - 1)]
+    head = 2 + len(ex["titles"][ex["gold"]].split())
+    return words[head:]
+
+
+def word_text(word, pieces):
+    return "".join(pieces[t] for t in word).replace(WORD_START, "").lower()
+
+
+def cloze_example(ex, prefix, pieces, rng):
+    """A cloze question made from a training example's gold passage (unsupervised QA in the
+    manner of Lewis et al. 2019): the answer is a span of 1-3 passage words that neither begins
+    nor ends with a function word, the question is the first word of the example's real question
+    (its wh-word, usually) with up to 6 words of context from each side of the span, a fifth of
+    them dropped, either in passage order with the wh-word in the gap ("... built in what by ...")
+    or with the wh-word first. Unlike a copy exercise the answer can lie before or after the words
+    the question shares with the passage, as in SQuAD, and the exercises are unlimited. Returns ex
+    unchanged when the passage offers no such span."""
+    words = passage_words(ex, pieces)
+    body = ex["q"][len(prefix):]
+    if not body:
+        return ex
+    wh = body[:1] + list(itertools.takewhile(lambda t: not pieces[t].startswith(WORD_START),
+                                             body[1:]))
+    for _ in range(5):
+        span = rng.randint(1, 3)
+        if len(words) < span + 2:
+            return ex
+        a = rng.randrange(len(words) - span + 1)
+        if (word_text(words[a], pieces) not in CLOZE_STOPWORDS
+                and word_text(words[a + span - 1], pieces) not in CLOZE_STOPWORDS):
+            break
+    else:
+        return ex
+    left = words[max(0, a - rng.randint(0, 6)): a]
+    right = words[a + span: a + span + rng.randint(0, 6)]
+    left = [w for w in left if rng.random() >= 0.2]
+    right = [w for w in right if rng.random() >= 0.2]
+    if len(left) + len(right) < 2:
+        return ex
+    parts = left + [wh] + right if rng.random() < 0.5 else [wh] + left + right
+    answer = [t for w in words[a: a + span] for t in w]
+    return dict(ex, q=prefix + [t for w in parts for t in w], target=answer + [1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -134,6 +200,8 @@ def main():
     ap.add_argument("--eval-passages", type=int, default=0, help="the same for the dev questions")
     ap.add_argument("--copy-frac", type=float, default=0.0,
                     help="fraction of each batch replaced by copy exercises (copy_example)")
+    ap.add_argument("--cloze-frac", type=float, default=0.0,
+                    help="fraction of each batch replaced by cloze questions (cloze_example)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-norm-decay", action="store_true",
                     help="no weight decay on the RMSNorm weights")
@@ -159,6 +227,20 @@ def main():
     train = [with_passages(e, a.train_passages) for e in train]
     q_prefix = question_prefix(train)
     copy_rng = random.Random(a.seed + 7)
+    cloze_rng = random.Random(a.seed + 11)
+    pieces = load_pieces(data["meta"]["spm"]) if a.cloze_frac > 0 else []
+    if a.copy_frac + a.cloze_frac > 1:
+        ap.error("--copy-frac + --cloze-frac must be at most 1")
+
+    def exercise(e):
+        """e, or in its place a copy exercise (probability copy_frac) or a cloze question
+        (cloze_frac)."""
+        u = copy_rng.random()
+        if u < a.copy_frac:
+            return copy_example(e, q_prefix, copy_rng)
+        if u < a.copy_frac + a.cloze_frac:
+            return cloze_example(e, q_prefix, pieces, cloze_rng)
+        return e
     alpha = 1.0 if a.mode == "fid" else a.alpha
 
     torch.manual_seed(a.seed)
@@ -232,9 +314,8 @@ def main():
             state["pos"] = 0
             perm = order(state["epoch"])
         chosen = [train[i] for i in perm[state["pos"]: state["pos"] + a.batch]]
-        if a.copy_frac > 0:
-            chosen = [copy_example(e, q_prefix, copy_rng) if copy_rng.random() < a.copy_frac
-                      else e for e in chosen]
+        if a.copy_frac > 0 or a.cloze_frac > 0:
+            chosen = [exercise(e) for e in chosen]
         batch = collate(chosen)
         state["pos"] += a.batch
         for group in opt.param_groups:
