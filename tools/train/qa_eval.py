@@ -68,10 +68,49 @@ def evaluate(model, examples, spm, batch_size=16, max_new_tokens=24):
         out, _ = model.greedy(collate(examples[i: i + batch_size]), max_new_tokens)
         ids.extend(out)
     preds = spm_decode(spm, ids)
+    e, f = scores(preds, examples)
+    return e, f, preds
+
+
+def scores(preds, examples):
+    """(EM %, F1 %) of answer strings, each against its example's references (the best one)."""
     e = sum(max(em(p, a) for a in ex["answers"]) for p, ex in zip(preds, examples))
     f = sum(max(f1(p, a) for a in ex["answers"]) for p, ex in zip(preds, examples))
     n = max(1, len(examples))
-    return 100.0 * e / n, 100.0 * f / n, preds
+    return 100.0 * e / n, 100.0 * f / n
+
+
+def span_answers(model, examples, pieces, max_words=8):
+    """The passage span each example's reader scores highest: every run of 1..max_words words of
+    the gold passage's context (train.passage_words) is scored by its teacher-forced log
+    probability with EOS, log P(span, EOS | question, passages), and the best one is the answer
+    (ids). A diagnostic of reading in PyTorch only: it separates where the reader looks from how
+    well it spells, while the engine's greedy and beam decoding are unconstrained."""
+    import torch.nn.functional as F
+    from train import passage_words
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for ex in examples:
+            words = passage_words(ex, pieces)
+            spans = [sum(words[i: i + n], []) for i in range(len(words))
+                     for n in range(1, min(max_words, len(words) - i) + 1)]
+            if not spans:
+                out.append([])
+                continue
+            b = collate([ex])
+            enc, mask = model.encode(b["q"], b["q_mask"], b["p"], b["p_mask"])
+            S, T = len(spans), max(len(x) for x in spans) + 1
+            dec_in = torch.zeros(S, T, dtype=torch.long)  # decoder start 0, then the span
+            labels = torch.full((S, T), -100, dtype=torch.long)
+            for j, x in enumerate(spans):
+                dec_in[j, 1: len(x) + 1] = torch.tensor(x)
+                labels[j, : len(x) + 1] = torch.tensor(x + [model.c["eos_token_id"]])
+            logits = model.decode(enc.expand(S, -1, -1), mask.expand(S, -1), dec_in)
+            nll = F.cross_entropy(logits.reshape(S * T, -1), labels.reshape(-1),
+                                  ignore_index=-100, reduction="none").reshape(S, T).sum(1)
+            out.append(spans[int(nll.argmin())])
+    return out
 
 
 def passage_use(model, examples, batch_size=32):
@@ -131,6 +170,9 @@ def main():
     ap.add_argument("--passage-use", action="store_true",
                     help="also print the losses with each question's own passages vs another's "
                          "(does the reader read?)")
+    ap.add_argument("--spans", action="store_true",
+                    help="answer with the best-scoring span of up to 8 words of the gold passage "
+                         "(span_answers; a PyTorch-only diagnostic, not what the engine decodes)")
     ap.add_argument("--out", help="write predictions JSON here")
     a = ap.parse_args()
     torch.set_num_threads(2)
@@ -148,8 +190,14 @@ def main():
         print(json.dumps(dict(ckpt=a.ckpt, n=len(dev), exercises_exact=round(
             100.0 * exercise_exact(model, dev), 2))))
         return
-    e, f, preds = evaluate(model, dev, data["meta"]["spm"])
-    print(json.dumps(dict(ckpt=a.ckpt, n=len(dev), em=round(e, 2), f1=round(f, 2))))
+    if a.spans:
+        from train import load_pieces
+        preds = spm_decode(data["meta"]["spm"],
+                           span_answers(model, dev, load_pieces(data["meta"]["spm"])))
+        e, f = scores(preds, dev)
+    else:
+        e, f, preds = evaluate(model, dev, data["meta"]["spm"])
+    print(json.dumps(dict(ckpt=a.ckpt, n=len(dev), spans=a.spans, em=round(e, 2), f1=round(f, 2))))
     if a.out:
         with open(a.out, "w") as fo:
             json.dump([dict(id=x["id"], question=x["question"], answers=x["answers"], pred=p)

@@ -206,6 +206,29 @@ def check_cloze_exercises(examples, out_dir):
     return spm
 
 
+def check_span_answers(examples, pieces):
+    """span_answers picks, among all runs of 1..max_words context words, the one whose answer
+    loss (model.loss: mean over the span's ids and EOS) times its length is smallest."""
+    from qa_eval import span_answers
+    from train import passage_words, with_passages
+    torch.manual_seed(4)
+    model = LumenT5(default_config(**TINY), 1.0 / 3.0)
+    model.eval()
+    for ex in examples[:3]:
+        ex = with_passages(ex, 1)
+        words = passage_words(ex, pieces)
+        got = span_answers(model, [ex], pieces, max_words=3)[0]
+        best, best_nll = None, float("inf")
+        for i in range(len(words)):
+            for n in range(1, min(3, len(words) - i) + 1):
+                span = sum(words[i: i + n], [])
+                with torch.no_grad():
+                    nll = float(model.loss(collate([dict(ex, target=span + [1])]))) * (len(span) + 1)
+                if nll < best_nll - 1e-4:
+                    best, best_nll = span, nll
+        assert got == best, (got, best)
+
+
 def check_squad_export(out_dir):
     rng = random.Random(9)
     examples = synthetic_examples(5, 3, rng)
@@ -331,6 +354,8 @@ def main():
                      "--copy-frac", "0.5"])
     assert [r["step"] for r in log] == [1, 2], log
     spm = check_cloze_exercises(examples, a.out)
+    from train import load_pieces
+    check_span_answers(examples, load_pieces(spm))
     cloze_data = os.path.join(a.out, "data_cloze.pt")
     torch.save(dict(train=examples, dev=examples[:4],
                     meta=dict(spm=spm, max_passage_tokens=32, passages=3)), cloze_data)
