@@ -113,6 +113,20 @@ def span_answers(model, examples, pieces, max_words=8):
     return out
 
 
+def random_spans(examples, pieces, seed, max_words=4):
+    """The chance baseline of span_answers: per example a seeded random run of 1..max_words
+    context words (uniform length, uniform start among the runs of that length)."""
+    from train import passage_words
+    rng = random.Random(seed)
+    out = []
+    for ex in examples:
+        words = passage_words(ex, pieces)
+        n = min(rng.randint(1, max_words), len(words))
+        i = rng.randrange(len(words) - n + 1) if words else 0
+        out.append(sum(words[i: i + n], []))
+    return out
+
+
 def passage_use(model, examples, batch_size=32):
     """Whether the reader reads its passages: the mean cross-entropy of the first answer token and
     of all answer tokens (teacher forced) with each example's own passages and with those of the
@@ -173,6 +187,8 @@ def main():
     ap.add_argument("--spans", action="store_true",
                     help="answer with the best-scoring span of up to 8 words of the gold passage "
                          "(span_answers; a PyTorch-only diagnostic, not what the engine decodes)")
+    ap.add_argument("--random-spans", type=int, metavar="SEED",
+                    help="the chance baseline of --spans: a seeded random span of 1-4 words")
     ap.add_argument("--out", help="write predictions JSON here")
     a = ap.parse_args()
     torch.set_num_threads(2)
@@ -190,14 +206,17 @@ def main():
         print(json.dumps(dict(ckpt=a.ckpt, n=len(dev), exercises_exact=round(
             100.0 * exercise_exact(model, dev), 2))))
         return
-    if a.spans:
+    if a.spans or a.random_spans is not None:
         from train import load_pieces
-        preds = spm_decode(data["meta"]["spm"],
-                           span_answers(model, dev, load_pieces(data["meta"]["spm"])))
+        pieces = load_pieces(data["meta"]["spm"])
+        ids = (random_spans(dev, pieces, a.random_spans) if a.random_spans is not None
+               else span_answers(model, dev, pieces))
+        preds = spm_decode(data["meta"]["spm"], ids)
         e, f = scores(preds, dev)
     else:
         e, f, preds = evaluate(model, dev, data["meta"]["spm"])
-    print(json.dumps(dict(ckpt=a.ckpt, n=len(dev), spans=a.spans, em=round(e, 2), f1=round(f, 2))))
+    print(json.dumps(dict(ckpt=a.ckpt, n=len(dev), spans=a.spans, random_spans=a.random_spans,
+                          em=round(e, 2), f1=round(f, 2))))
     if a.out:
         with open(a.out, "w") as fo:
             json.dump([dict(id=x["id"], question=x["question"], answers=x["answers"], pred=p)

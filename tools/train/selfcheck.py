@@ -227,6 +227,13 @@ def check_span_answers(examples, pieces):
                 if nll < best_nll - 1e-4:
                     best, best_nll = span, nll
         assert got == best, (got, best)
+    from qa_eval import random_spans
+    picked = random_spans(examples[:6], pieces, seed=3)
+    assert picked == random_spans(examples[:6], pieces, seed=3), "random_spans is seeded"
+    for ex, span in zip(examples[:6], picked):
+        words = passage_words(ex, pieces)
+        assert any(sum(words[i: i + n], []) == span for n in range(1, 5)
+                   for i in range(len(words) - n + 1)), (span, words)
 
 
 def check_squad_export(out_dir):
