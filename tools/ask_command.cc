@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -26,15 +25,6 @@ Status FromGrpc(const grpc::Status& s, const std::string& target) {
   // grpc::StatusCode and memoria's StatusCode share the canonical numbering.
   return Status(static_cast<StatusCode>(s.error_code()),
                 "server " + target + ": " + s.error_message());
-}
-
-std::vector<std::string> SplitCommas(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
 }
 
 Status RunAsk(const CommandArgs& args) {
@@ -83,7 +73,7 @@ Status RunAsk(const CommandArgs& args) {
   v1::GenerateRequest request;
   if (args.Has("question")) {
     request.set_question(args.Get("question"));
-    for (const std::string& id : SplitCommas(args.Get("passages"))) request.add_passage_ids(id);
+    for (const std::string& id : args.GetList("passages", ',')) request.add_passage_ids(id);
     if (request.passage_ids_size() == 0) request.set_retrieve_top_k(static_cast<int32_t>(top_k));
     request.set_codec(args.Get("codec"));
   } else {

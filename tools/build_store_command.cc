@@ -31,12 +31,7 @@ Status RunBuildStore(const CommandArgs& args) {
   ASSIGN_OR_RETURN(o.store_dir, args.Require("store"));
   ASSIGN_OR_RETURN(o.codec, args.Require("codec"));
   // ';'-separated: codec specs hold commas ("pq:g=8,bits=8").
-  const std::string extra = args.Get("extra-codecs", "");
-  for (size_t begin = 0; begin < extra.size();) {
-    const size_t end = std::min(extra.find(';', begin), extra.size());
-    if (end > begin) o.extra_codecs.push_back(extra.substr(begin, end - begin));
-    begin = end + 1;
-  }
+  o.extra_codecs = args.GetList("extra-codecs", ';');
   ASSIGN_OR_RETURN(o.alpha, args.GetDouble("alpha", 1.0 / 3.0));
   ASSIGN_OR_RETURN(o.batch_passages, args.GetInt("batch", 32));
   ASSIGN_OR_RETURN(o.max_passage_tokens, args.GetInt("max-tokens", 256));

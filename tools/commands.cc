@@ -87,6 +87,17 @@ std::string CommandArgs::Get(const std::string& name, const std::string& default
   return it == values_.end() ? default_value : it->second;
 }
 
+std::vector<std::string> CommandArgs::GetList(const std::string& name, char separator) const {
+  std::vector<std::string> out;
+  const std::string text = Get(name);
+  for (size_t begin = 0; begin < text.size();) {
+    const size_t end = std::min(text.find(separator, begin), text.size());
+    if (end > begin) out.push_back(text.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return out;
+}
+
 StatusOr<int64_t> CommandArgs::GetInt(const std::string& name, int64_t default_value) const {
   auto it = values_.find(name);
   if (it == values_.end()) return default_value;

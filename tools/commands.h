@@ -24,6 +24,8 @@ class CommandArgs {
   // INVALID_ARGUMENT naming the flag when the value is not an integer/number.
   StatusOr<int64_t> GetInt(const std::string& name, int64_t default_value) const;
   StatusOr<double> GetDouble(const std::string& name, double default_value) const;
+  // The flag's value split at `separator`, empty items dropped; empty when the flag is absent.
+  std::vector<std::string> GetList(const std::string& name, char separator) const;
   // INVALID_ARGUMENT naming the flag when it is absent.
   StatusOr<std::string> Require(const std::string& name) const;
   // Flags given but not in `known`: INVALID_ARGUMENT naming them.

@@ -88,6 +88,14 @@ TEST(CommandArgsTest, TypedGettersNameTheFlag) {
   EXPECT_EQ(known.message(), "unknown flag(s): --big, --inf");
 }
 
+TEST(CommandArgsTest, ListsSplitAtTheSeparatorAndDropEmptyItems) {
+  auto args = CommandArgs::Parse({"--ids", "a,,b,", "--codecs", "pq:g=8,bits=8;btr"});
+  ASSERT_TRUE(args.ok());
+  EXPECT_EQ(args->GetList("ids", ','), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(args->GetList("codecs", ';'), (std::vector<std::string>{"pq:g=8,bits=8", "btr"}));
+  EXPECT_TRUE(args->GetList("absent", ',').empty());
+}
+
 TEST(CommandsTest, HelpListsCommandsWithSummaries) {
   for (const char* help : {"help", "--help", "-h"}) {
     Result r = RunMemoria({help});
