@@ -25,11 +25,12 @@
 #   (stored paragraphs, default 0 = all: the first N questions need the first paragraphs only),
 #   PQ_SETTINGS (default g = d/4, d/8, d/16 at 8 bits and d/8, d/16 at 16 bits), PQ_ITERATIONS
 #   (10), TRAIN_TOKENS (memory vectors to fit pq/btr, 131072), THREADS (all cores), MAX_NEW (24),
-#   BEAMS (1), OUT (bench/results/qa_quality.md).
+#   BEAMS (1), EXTRACTIVE (0; 1 = answers restricted to passage spans, eval-qa --extractive),
+#   OUT (bench/results/qa_quality.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMMAND="bench/run_qa_quality.sh $*"
-[[ $# -ge 1 && $1 != --* ]] || { sed -n '2,27p' "$0" >&2; exit 2; }
+[[ $# -ge 1 && $1 != --* ]] || { sed -n '2,29p' "$0" >&2; exit 2; }
 MODEL=$1; shift
 LIMIT=0 CODEBOOKS="" VQ_MODEL="" FID_MODEL="" BTR_MODEL=""
 while [[ $# -gt 0 ]]; do
@@ -50,6 +51,7 @@ OUT=${OUT:-bench/results/qa_quality.md}
 THREADS=${THREADS:-0}
 MAX_NEW=${MAX_NEW:-24}
 BEAMS=${BEAMS:-1}
+EXTRACTIVE=${EXTRACTIVE:-0}
 PQ_ITERATIONS=${PQ_ITERATIONS:-10}
 TRAIN_TOKENS=${TRAIN_TOKENS:-131072}
 PARAGRAPHS=${PARAGRAPHS:-0}
@@ -96,6 +98,7 @@ fi
 TOK_FLAGS=()
 if [[ -n ${TOKENIZER:-} ]]; then TOK_FLAGS=(--tokenizer "$TOKENIZER"); fi
 EVAL_FLAGS=(--qa "$QA" --limit "$LIMIT" --passages "$PASSAGES" --threads "$THREADS" --max-new-tokens "$MAX_NEW" --beams "$BEAMS")
+if [[ $EXTRACTIVE == 1 ]]; then EVAL_FLAGS+=(--extractive); fi
 
 # row NAME MODEL_DIR CODEC [build-store flags...]: builds the store, evaluates; failures are rows.
 rows=()
@@ -159,11 +162,11 @@ CPU=$(lscpu | grep -E '^(Model name|CPU\(s\)):' | sed -E 's/  +/ /g' | paste -sd
 
 mkdir -p "$(dirname "$OUT")"
 $PY - "$WORK" "$COMMAND" "$START" "$CPU" "$LOAD_BEFORE" "$LOAD_AFTER" "$MODEL" "$QA" "$CORPUS_DESC" \
-  "$ALPHA" "$MAX_TOKENS" "$PASSAGES" "$MAX_NEW" "$BEAMS" "$PQ_ITERATIONS" "$TRAIN_TOKENS" \
+  "$ALPHA" "$MAX_TOKENS" "$PASSAGES" "$MAX_NEW" "$BEAMS" "$EXTRACTIVE" "$PQ_ITERATIONS" "$TRAIN_TOKENS" \
   "${rows[@]}" > "$OUT" <<'PYEOF'
 import json, os, sys
 (work, command, start, cpu, lb, la, model, qa, corpus, alpha, max_tokens, passages, max_new, beams,
- iterations, train_tokens, *names) = sys.argv[1:]
+ extractive, iterations, train_tokens, *names) = sys.argv[1:]
 reports = {}
 for i in range(len(names)):
     p = os.path.join(work, f"report_{i}.json")
@@ -177,7 +180,9 @@ q = next(iter(reports.values()), {}).get("questions", "?")
 print(f"Reader: `{model}`. Questions: the first {q} of `{qa}`; stored passages: {corpus}. "
       f"Passages per question: `{passages}` (BM25 over the stored paragraphs, the gold one always "
       f"included). LUMEN alpha {float(alpha):.4g}; passage parts truncated to {max_tokens} tokens; "
-      f"greedy{'' if beams == '1' else f' / {beams} beams'}, at most {max_new} answer tokens. "
+      f"{'greedy' if beams == '1' else f'{beams} beams'}"
+      f"{', extractive (answers restricted to spans of the passages read)' if extractive == '1' else ''}, "
+      f"at most {max_new} answer tokens. "
       f"Codecs fitted by `memoria build-store` on up to {train_tokens} memory vectors of the stored "
       f"paragraphs ({iterations} k-means iterations). EM / F1: SQuAD v1.1 normalisation, "
       "`memoria eval-qa`. Tokens/s: answer = generated ids per second of decoding; encoder = "

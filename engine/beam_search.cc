@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 namespace memoria {
@@ -75,10 +76,26 @@ class Hypotheses {
   std::vector<Hyp> hyps_;
 };
 
+constexpr double kDead = -std::numeric_limits<double>::infinity();
+
+Status CheckConstraintEos(const TokenConstraint* constraint, int eos_token_id) {
+  if (constraint == nullptr || constraint->eos_id() == eos_token_id) return Status::Ok();
+  return InvalidArgumentError(fmt::format(
+      "constrained search: the constraint ends sequences with id {}, the search with {}",
+      constraint->eos_id(), eos_token_id));
+}
+
+Status NothingAllowed(int64_t generated) {
+  return InvalidArgumentError(fmt::format(
+      "constrained search: no token is allowed after {} generated (no passage span to copy?)",
+      generated));
+}
+
 }  // namespace
 
 StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& o, StepModel* model,
-                                      const SearchStepHook* on_step) {
+                                      const SearchStepHook* on_step,
+                                      const TokenConstraint* constraint) {
   if (o.num_beams < 1 || o.max_new_tokens < 1) {
     return InvalidArgumentError(
         fmt::format("beam search: num_beams {} and max_new_tokens {} must be >= 1", o.num_beams,
@@ -91,6 +108,8 @@ StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& o, StepModel* mod
     return InvalidArgumentError(
         fmt::format("beam search: vocabulary {} smaller than 2 * num_beams = {}", V, K));
   }
+  RETURN_IF_ERROR(CheckConstraintEos(constraint, o.eos_token_id));
+  std::vector<int> allowed;
   std::vector<float> logits(static_cast<size_t>(B * V));
   std::vector<double> beam_scores(B, -1e9);
   beam_scores[0] = 0.0;
@@ -118,24 +137,36 @@ StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& o, StepModel* mod
   while (cur_len < max_length) {
     RETURN_IF_ERROR(model->Step(step_tokens, logits.data()));
     heap.clear();
+    auto consider = [&](double s, int64_t flat) {
+      if (static_cast<int>(heap.size()) < K) {
+        heap.emplace_back(s, flat);
+        std::push_heap(heap.begin(), heap.end(), cmp);
+      } else if (s > heap.front().first) {
+        std::pop_heap(heap.begin(), heap.end(), cmp);
+        heap.back() = {s, flat};
+        std::push_heap(heap.begin(), heap.end(), cmp);
+      }
+    };
     for (int b = 0; b < B; ++b) {
+      if (beam_scores[b] == kDead) continue;
       const float* row = logits.data() + b * V;
       const double base = beam_scores[b] - LogSumExp(row, V);
-      for (int64_t t = 0; t < V; ++t) {
-        const double s = base + row[t];
-        if (static_cast<int>(heap.size()) < K) {
-          heap.emplace_back(s, b * V + t);
-          std::push_heap(heap.begin(), heap.end(), cmp);
-        } else if (s > heap.front().first) {
-          std::pop_heap(heap.begin(), heap.end(), cmp);
-          heap.back() = {s, b * V + t};
-          std::push_heap(heap.begin(), heap.end(), cmp);
-        }
+      if (constraint == nullptr) {
+        for (int64_t t = 0; t < V; ++t) consider(base + row[t], b * V + t);
+        continue;
       }
+      constraint->Allowed(seqs[b].data() + 1, cur_len - 1, &allowed);
+      for (int t : allowed) {
+        if (t >= 0 && t < V) consider(base + row[t], b * V + t);
+      }
+    }
+    if (heap.empty()) {
+      if (cur_len == 1) return NothingAllowed(0);
+      break;  // every live beam's constraint ended (it cannot: EOS follows any allowed prefix)
     }
     std::sort_heap(heap.begin(), heap.end(), cmp);  // best first
     int filled = 0;
-    for (int rank = 0; rank < K && filled < B; ++rank) {
+    for (int rank = 0; rank < static_cast<int>(heap.size()) && filled < B; ++rank) {
       const int beam = static_cast<int>(heap[rank].second / V);
       const int token = static_cast<int>(heap[rank].second % V);
       if (o.eos_token_id >= 0 && token == o.eos_token_id) {
@@ -148,7 +179,17 @@ StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& o, StepModel* mod
         ++filled;
       }
     }
-    MEMORIA_CHECK(filled == B, "beam search: fewer than num_beams non-EOS candidates");
+    MEMORIA_CHECK(filled == B || constraint != nullptr,
+                  "beam search: fewer than num_beams non-EOS candidates");
+    if (filled == 0) {
+      done = true;  // only EOS candidates: the constraint left nothing to extend
+      break;
+    }
+    for (int b = filled; b < B; ++b) {  // too few candidates (constrained): dead beams
+      next_scores[b] = kDead;
+      next_tokens[b] = next_tokens[0];
+      parents[b] = parents[0];
+    }
     done = done || hyps.IsDone(heap[0].first, cur_len);
     for (int b = 0; b < B; ++b) {
       next_seqs[b] = seqs[parents[b]];
@@ -166,25 +207,39 @@ StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& o, StepModel* mod
     if (cur_len < max_length) model->Reorder(parents);
   }
   if (!done) {
-    for (int b = 0; b < B; ++b) hyps.Add(seqs[b], beam_scores[b], /*with_eos=*/false);
+    for (int b = 0; b < B; ++b) {
+      if (beam_scores[b] != kDead) hyps.Add(seqs[b], beam_scores[b], /*with_eos=*/false);
+    }
   }
   return hyps.Best(o.eos_token_id);
 }
 
 StatusOr<GenerationResult> GreedySearch(int start_token_id, int eos_token_id, int max_new_tokens,
-                                        StepModel* model, const SearchStepHook* on_step) {
+                                        StepModel* model, const SearchStepHook* on_step,
+                                        const TokenConstraint* constraint) {
   if (max_new_tokens < 1) {
     return InvalidArgumentError(
         fmt::format("greedy: max_new_tokens {} must be >= 1", max_new_tokens));
   }
+  RETURN_IF_ERROR(CheckConstraintEos(constraint, eos_token_id));
   const int64_t V = model->vocab_size();
   std::vector<float> logits(static_cast<size_t>(V));
   std::vector<int> token{start_token_id};
+  std::vector<int> allowed;
   GenerationResult r;
   r.tokens.reserve(max_new_tokens);
   for (int step = 0; step < max_new_tokens; ++step) {
     RETURN_IF_ERROR(model->Step(token, logits.data()));
-    const int64_t best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+    int64_t best = -1;
+    if (constraint == nullptr) {
+      best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+    } else {
+      constraint->Allowed(r.tokens.data(), static_cast<int64_t>(r.tokens.size()), &allowed);
+      for (int t : allowed) {  // ascending, so the lowest id wins ties
+        if (t >= 0 && t < V && (best < 0 || logits[t] > logits[best])) best = t;
+      }
+      if (best < 0) return NothingAllowed(static_cast<int64_t>(r.tokens.size()));
+    }
     r.score += logits[best] - LogSumExp(logits.data(), V);
     token[0] = static_cast<int>(best);
     r.tokens.push_back(token[0]);

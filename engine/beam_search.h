@@ -12,6 +12,12 @@
 //     cannot beat the worst kept one (cur_len = tokens per beam before the step, start included);
 //   - at max_new_tokens, every running beam is added as a hypothesis with its score.
 // length_penalty > 0 favours longer sequences, < 0 shorter ones (HF semantics).
+//
+// With a TokenConstraint (engine/span_constraint.h) each beam chooses among the ids the constraint
+// allows after its tokens, scored with the model's log-probabilities over the whole vocabulary
+// (not renormalised over the allowed ids). When fewer than num_beams non-EOS candidates remain, the
+// missing beams are dead (score -inf, never expanded, never a hypothesis); when none remains the
+// search ends with the hypotheses it has. Without a constraint nothing changes.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +25,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "engine/span_constraint.h"
 
 namespace memoria {
 
@@ -59,13 +66,19 @@ struct BeamSearchOptions {
 using SearchStepHook = std::function<Status(int step, const std::vector<int>& new_tokens)>;
 
 // Runs beam search; the model must hold options.num_beams beams. INVALID_ARGUMENT for bad
-// options; errors from model->Step and from on_step are returned as they are.
+// options, for a constraint whose eos_id() is not options.eos_token_id, and when the constraint
+// allows nothing at the first step; errors from model->Step and from on_step are returned as they
+// are. constraint (optional, not owned): see the header comment.
 StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& options, StepModel* model,
-                                      const SearchStepHook* on_step = nullptr);
+                                      const SearchStepHook* on_step = nullptr,
+                                      const TokenConstraint* constraint = nullptr);
 
 // Greedy decoding of one sequence (argmax, lowest id on ties), stopping after the EOS id when
-// eos_token_id >= 0 or after max_new_tokens. Errors of model->Step and on_step as they are.
+// eos_token_id >= 0 or after max_new_tokens. With a constraint the argmax is over the allowed ids
+// (INVALID_ARGUMENT as for BeamSearch when its EOS differs or nothing is allowed at a step).
+// Errors of model->Step and on_step as they are.
 StatusOr<GenerationResult> GreedySearch(int start_token_id, int eos_token_id, int max_new_tokens,
-                                        StepModel* model, const SearchStepHook* on_step = nullptr);
+                                        StepModel* model, const SearchStepHook* on_step = nullptr,
+                                        const TokenConstraint* constraint = nullptr);
 
 }  // namespace memoria

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 
 namespace memoria {
 namespace {
@@ -199,6 +200,149 @@ TEST(SearchStepHookTest, BeamChecksEveryStepAndStopsWithTheHooksStatus) {
   EXPECT_EQ(c.status().code(), StatusCode::kCancelled);
   EXPECT_EQ(c.status().message(), "cancelled at step 3");
   EXPECT_EQ(stopped.steps(), 4);
+}
+
+
+// ---- Constrained searches (engine/span_constraint.h) ----------------------------------------
+
+// Log-probabilities that depend on the whole prefix through a seeded hash, so that every span has
+// its own score. Per-beam prefixes as TableModel keeps them.
+class HashModel : public StepModel {
+ public:
+  HashModel(int vocab, int beams, uint64_t seed) : vocab_(vocab), prefixes_(beams), seed_(seed) {}
+  int64_t vocab_size() const override { return vocab_; }
+  Status Step(const std::vector<int>& tokens, float* logits) override {
+    for (size_t b = 0; b < tokens.size(); ++b) {
+      prefixes_[b].push_back(tokens[b]);
+      for (int t = 0; t < vocab_; ++t) logits[b * vocab_ + t] = Logit(prefixes_[b], t);
+    }
+    return Status::Ok();
+  }
+  void Reorder(const std::vector<int>& parents) override {
+    auto old = prefixes_;
+    for (size_t i = 0; i < parents.size(); ++i) prefixes_[i] = old[parents[i]];
+  }
+  // log P(t | prefix), prefix starting with the start token.
+  double LogProb(const std::vector<int>& prefix, int t) const {
+    std::vector<float> row(vocab_);
+    for (int u = 0; u < vocab_; ++u) row[u] = Logit(prefix, u);
+    double z = 0;
+    for (float x : row) z += std::exp(static_cast<double>(x));
+    return row[t] - std::log(z);
+  }
+
+ private:
+  float Logit(const std::vector<int>& prefix, int t) const {
+    uint64_t h = seed_ * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(t);
+    for (int p : prefix) h = (h ^ static_cast<uint64_t>(p + 1)) * 0x100000001B3ull;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 32;
+    return static_cast<float>(h % 10007) / 10007.0f * 6.0f;  // logits in [0, 6)
+  }
+  int vocab_;
+  std::vector<std::vector<int>> prefixes_;
+  uint64_t seed_;
+};
+
+// Ids 10..19 begin words, 20..29 continue them (vocabulary 32).
+std::vector<uint8_t> TestWordStarts() {
+  std::vector<uint8_t> starts(32, 0);
+  for (int id = 10; id < 20; ++id) starts[id] = 1;
+  return starts;
+}
+
+TEST(ConstrainedSearchTest, BeamSearchWithEnoughBeamsFindsTheBestSpan) {
+  // Spans: [10] [10 20] [10 20 11] [11] (passage 0), [12] [12 21] (passage 1). With 8 beams no
+  // prefix is ever cut, and with length_penalty 0 the score is log P(span, EOS): the search must
+  // return the exhaustive argmax, and its score.
+  const std::vector<std::vector<int>> passages = {{10, 20, 11, kEos}, {12, 21}};
+  const std::vector<std::vector<int>> spans = {{10}, {10, 20}, {10, 20, 11}, {11}, {12}, {12, 21}};
+  PassageSpanConstraint constraint(passages, TestWordStarts(), kEos);
+  std::set<std::vector<int>> winners;
+  for (uint64_t seed = 1; seed <= 30; ++seed) {
+    HashModel reference(32, 1, seed);
+    double best_score = -1e300;
+    std::vector<int> best;
+    for (const std::vector<int>& span : spans) {
+      std::vector<int> prefix{0};
+      double score = 0;
+      for (int t : span) {
+        score += reference.LogProb(prefix, t);
+        prefix.push_back(t);
+      }
+      score += reference.LogProb(prefix, kEos);
+      if (score > best_score) best_score = score, best = span;
+    }
+    best.push_back(kEos);
+    HashModel model(32, 8, seed);
+    BeamSearchOptions o;
+    o.num_beams = 8;
+    o.max_new_tokens = 6;
+    o.eos_token_id = kEos;
+    o.length_penalty = 0.0f;
+    auto r = BeamSearch(o, &model, nullptr, &constraint);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->tokens, best) << "seed " << seed;
+    EXPECT_NEAR(r->score, best_score, 1e-4) << "seed " << seed;
+    winners.insert(r->tokens);
+  }
+  EXPECT_GE(winners.size(), 3u);  // the seeds really change the answer
+}
+
+TEST(ConstrainedSearchTest, GreedyTakesTheBestAllowedTokenAtEachStep) {
+  // Unconstrained greedy takes 5 (0.6); constrained, 12 (0.2) beats 10 (0.1), then 21 (0.5)
+  // beats EOS (0.3), and after [12 21] the passage ends: only EOS is left.
+  std::map<std::vector<int>, std::map<int, double>> t = {
+      {{0}, {{5, 0.6}, {12, 0.2}, {10, 0.1}}},
+      {{0, 12}, {{21, 0.5}, {kEos, 0.3}}},
+  };
+  PassageSpanConstraint constraint({{10, 20}, {12, 21}}, TestWordStarts(), kEos);
+  TableModel free_model(32, 1, t);
+  EXPECT_EQ(GreedySearch(0, kEos, 4, &free_model)->tokens[0], 5);
+  TableModel model(32, 1, t);
+  auto r = GreedySearch(0, kEos, 4, &model, nullptr, &constraint);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->tokens, (std::vector<int>{12, 21, kEos}));
+  // The model's own probabilities, not renormalised over the allowed ids; after [0 12 21] the
+  // table has no entry: 1/32 each.
+  EXPECT_NEAR(r->score, std::log(0.2) + std::log(0.5) + std::log(1.0 / 32), 1e-5);
+}
+
+TEST(ConstrainedSearchTest, FewerSpansThanBeamsLeaveDeadBeams) {
+  // One one-word passage: after [13] only EOS is allowed; 4 beams have one candidate between
+  // them. The search ends with the one hypothesis, whatever the model prefers.
+  PassageSpanConstraint constraint({{13}}, TestWordStarts(), kEos);
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    HashModel model(32, 4, seed);
+    BeamSearchOptions o;
+    o.num_beams = 4;
+    o.max_new_tokens = 5;
+    o.eos_token_id = kEos;
+    auto r = BeamSearch(o, &model, nullptr, &constraint);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->tokens, (std::vector<int>{13, kEos}));
+    EXPECT_TRUE(std::isfinite(r->score));
+  }
+}
+
+TEST(ConstrainedSearchTest, RefusesAnotherEosAndAConstraintThatAllowsNothing) {
+  PassageSpanConstraint other_eos({{10}}, TestWordStarts(), /*eos_id=*/2);
+  PassageSpanConstraint empty({}, TestWordStarts(), kEos);
+  BeamSearchOptions o;
+  o.num_beams = 2;
+  o.eos_token_id = kEos;
+  for (const PassageSpanConstraint* c : {&other_eos, &empty}) {
+    HashModel beam_model(32, 2, 1), greedy_model(32, 1, 1);
+    auto beam = BeamSearch(o, &beam_model, nullptr, c);
+    EXPECT_EQ(beam.status().code(), StatusCode::kInvalidArgument);
+    auto greedy = GreedySearch(0, kEos, 4, &greedy_model, nullptr, c);
+    EXPECT_EQ(greedy.status().code(), StatusCode::kInvalidArgument);
+  }
+  HashModel model(32, 1, 1);
+  auto greedy = GreedySearch(0, kEos, 4, &model, nullptr, &other_eos);
+  EXPECT_NE(greedy.status().message().find("with id 2, the search with 1"), std::string::npos)
+      << greedy.status().message();
 }
 
 }  // namespace

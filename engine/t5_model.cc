@@ -568,11 +568,19 @@ class T5StepModel : public StepModel {
 StatusOr<GenerationResult> T5Generate(const T5Model& model, const ThreadPool& pool,
                                       const float* enc, int64_t enc_len,
                                       const T5GenerationOptions& options, T5DecoderState* state,
-                                      const SearchStepHook* on_step) {
+                                      const SearchStepHook* on_step,
+                                      const TokenConstraint* constraint) {
   if (options.max_new_tokens < 1 || options.num_beams < 1) {
     return InvalidArgumentError(
         fmt::format("T5 generation: max_new_tokens {} and num_beams {} must be >= 1",
                     options.max_new_tokens, options.num_beams));
+  }
+  if (options.extractive && constraint == nullptr) {
+    return InvalidArgumentError(
+        "T5 generation: extractive answers need the passages' token ids (a span constraint)");
+  }
+  if (options.extractive && !options.stop_at_eos) {
+    return InvalidArgumentError("T5 generation: an extractive answer ends at EOS (stop_at_eos)");
   }
   const T5Config& c = model.config();
   RETURN_IF_ERROR(model.StartDecoder(pool, enc, enc_len, options.num_beams,
@@ -580,7 +588,7 @@ StatusOr<GenerationResult> T5Generate(const T5Model& model, const ThreadPool& po
   T5StepModel step(model, pool, state);
   if (options.num_beams == 1) {
     return GreedySearch(c.decoder_start_token_id, options.stop_at_eos ? c.eos_token_id : -1,
-                        options.max_new_tokens, &step, on_step);
+                        options.max_new_tokens, &step, on_step, constraint);
   }
   BeamSearchOptions b;
   b.num_beams = options.num_beams;
@@ -588,7 +596,7 @@ StatusOr<GenerationResult> T5Generate(const T5Model& model, const ThreadPool& po
   b.max_new_tokens = options.max_new_tokens;
   b.start_token_id = c.decoder_start_token_id;
   b.eos_token_id = options.stop_at_eos ? c.eos_token_id : -1;
-  return BeamSearch(b, &step, on_step);
+  return BeamSearch(b, &step, on_step, constraint);
 }
 
 }  // namespace memoria

@@ -216,6 +216,9 @@ struct T5GenerationOptions {
   int num_beams = 1;            // 1: greedy (argmax); > 1: beam search (engine/beam_search.h)
   float length_penalty = 1.0f;  // beam search only
   bool stop_at_eos = true;      // false: always generate max_new_tokens (greedy only)
+  // Answer with a span of the passages read (engine/span_constraint.h): T5Generate then needs
+  // the constraint that holds their token ids (the caller that has them builds it).
+  bool extractive = false;
   T5IceformerSettings iceformer;  // approximate cross-attention over long memories (default off)
 };
 
@@ -225,9 +228,13 @@ struct T5GenerationOptions {
 // on_step (optional) is the searches' per-token hook (SearchStepHook in engine/beam_search.h):
 // greedy passes each new token as it is generated; beam search passes the beams' tokens, which
 // are final only when the search ends. Its non-OK status stops generation and is returned.
+// constraint (optional, not owned) restricts the ids chosen (engine/beam_search.h); it is
+// required when options.extractive is set (INVALID_ARGUMENT otherwise, and for extractive
+// without stop_at_eos) and used whenever given.
 StatusOr<GenerationResult> T5Generate(const T5Model& model, const ThreadPool& pool,
                                       const float* enc, int64_t enc_len,
                                       const T5GenerationOptions& options, T5DecoderState* state,
-                                      const SearchStepHook* on_step = nullptr);
+                                      const SearchStepHook* on_step = nullptr,
+                                      const TokenConstraint* constraint = nullptr);
 
 }  // namespace memoria

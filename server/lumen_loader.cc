@@ -1,6 +1,7 @@
 #include "server/lumen_loader.h"
 
 #include "base/logging.h"
+#include "engine/span_constraint.h"
 #include "engine/weights.h"
 
 namespace memoria {
@@ -85,7 +86,8 @@ StatusOr<std::unique_ptr<LumenServing>> LoadLumenServing(const v1::ServerConfig&
     metrics->SetStorePassages(s->store->passage_count());
   }
   s->runner = std::make_unique<LumenRunner>(s->lumen, s->store, config.workers(),
-                                            config.queue_capacity(), threads_per_worker, metrics);
+                                            config.queue_capacity(), threads_per_worker, metrics,
+                                            WordStartIds(*s->tokenizer));
   RETURN_IF_ERROR(s->runner->WarmUp());
   return s;
 }

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <latch>
 
+#include "engine/span_constraint.h"
+
 namespace memoria {
 namespace {
 
@@ -17,11 +19,13 @@ Status NoStore() { return FailedPreconditionError("this server has no passage st
 }  // namespace
 
 LumenRunner::LumenRunner(std::shared_ptr<const LumenModel> lumen, PassageStore* store, int workers,
-                         int queue_capacity, int threads_per_worker, Metrics* metrics)
+                         int queue_capacity, int threads_per_worker, Metrics* metrics,
+                         std::vector<uint8_t> word_starts)
     : lumen_(std::move(lumen)),
       store_(store),
       threads_per_worker_(threads_per_worker),
-      metrics_(metrics) {
+      metrics_(metrics),
+      word_starts_(std::move(word_starts)) {
   workers_.resize(workers);
   for (Worker& w : workers_) {
     w.threads = std::make_unique<ThreadPool>(threads_per_worker);
@@ -86,6 +90,9 @@ StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
     return InvalidArgumentError("per-token streaming needs greedy decoding, got num_beams " +
                                 std::to_string(options.num_beams));
   }
+  if (options.extractive && word_starts_.empty()) {
+    return FailedPreconditionError("extractive answers need the tokenizer's word starts");
+  }
   // After every greedy token / beam step: the deadline, then the stream.
   const SearchStepHook on_step = [&](int, const std::vector<int>& tokens) -> Status {
     RETURN_IF_ERROR(check());
@@ -140,6 +147,24 @@ StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
       out.decompress_seconds = Since(t0);
       RETURN_IF_ERROR(check());
 
+      std::unique_ptr<PassageSpanConstraint> spans;
+      if (options.extractive) {
+        t0 = Clock::now();
+        std::vector<StatusOr<PassageText>> texts = store_->GetText(passage_ids);
+        std::vector<std::vector<int>> passages(texts.size());
+        for (size_t i = 0; i < texts.size(); ++i) {
+          if (!texts[i].ok()) {
+            if (texts[i].status().code() == StatusCode::kDataLoss && metrics_ != nullptr)
+              metrics_->CountDataLoss();
+            return texts[i].status().WithContext("passage '" + passage_ids[i] + "'");
+          }
+          passages[i].assign(texts[i]->token_ids.begin(), texts[i]->token_ids.end());
+        }
+        spans = std::make_unique<PassageSpanConstraint>(
+            std::move(passages), word_starts_, lumen_->model().config().eos_token_id);
+        out.store_read_seconds += Since(t0);
+      }
+
       t0 = Clock::now();
       LiveEncoding enc;
       RETURN_IF_ERROR(lumen_->LiveEncode(pool, question_ids, views, &enc, w.scratch.get(), check));
@@ -149,7 +174,7 @@ StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
       t0 = Clock::now();
       ASSIGN_OR_RETURN(out.result,
                        T5Generate(lumen_->model(), pool, enc.h.data(), enc.offsets.back(), options,
-                                  &w.scratch->decoder, &on_step));
+                                  &w.scratch->decoder, &on_step, spans.get()));
       out.decoder_seconds = Since(t0);
       out.attention_seconds = w.scratch->decoder.attention_seconds();
       if (metrics_ != nullptr) {

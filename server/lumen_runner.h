@@ -23,6 +23,7 @@
 // Thread-safety: Answer and Ingest may be called concurrently from any number of threads.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -40,8 +41,11 @@ namespace memoria {
 class LumenRunner {
  public:
   // `store` may be null (Answer and Ingest then fail FAILED_PRECONDITION); it must outlive this.
+  // word_starts: WordStartIds of the tokenizer, for extractive answers (options.extractive);
+  // empty: those are refused FAILED_PRECONDITION.
   LumenRunner(std::shared_ptr<const LumenModel> lumen, PassageStore* store, int workers,
-              int queue_capacity, int threads_per_worker, Metrics* metrics);
+              int queue_capacity, int threads_per_worker, Metrics* metrics,
+              std::vector<uint8_t> word_starts = {});
 
   // One small memory-encode + live-encode + 2-token generation on every worker (OpenMP teams,
   // oneDNN primitives, scratch pages), so the first real request is not the slow one.
@@ -65,6 +69,8 @@ class LumenRunner {
   // included when generation stopped there. A non-OK status from it stops generation and is
   // returned (e.g. CANCELLED when the client's stream is gone). codec_index: which of the store's
   // codecs the memory is read in (PassageStore::GetCodes; 0 = the primary one).
+  // options.extractive: the answer is a span of the passages' stored token ids
+  // (PassageSpanConstraint; their text records are read beside the codes).
   StatusOr<AnswerOutcome> Answer(const std::vector<int>& question_ids,
                                  const std::vector<std::string>& passage_ids,
                                  const T5GenerationOptions& options,
@@ -105,6 +111,7 @@ class LumenRunner {
   PassageStore* store_;
   int threads_per_worker_;
   Metrics* metrics_;
+  std::vector<uint8_t> word_starts_;
   std::vector<Worker> workers_;
   std::unique_ptr<WorkerPool> pool_;  // last: its threads stop before the workers' state goes
 };

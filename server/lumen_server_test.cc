@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +24,7 @@
 
 #include "base/testing.h"
 #include "engine/lumen.h"
+#include "engine/span_constraint.h"
 #include "memoria.grpc.pb.h"
 #include "server/config.h"
 #include "server/server.h"
@@ -110,10 +112,12 @@ class LumenServerTest : public ::testing::Test {
   }
 
   grpc::Status Ask(const std::string& question, const std::vector<std::string>& ids, int top_k,
-                   int beams, v1::GenerateReply* reply, const std::string& codec = "") {
+                   int beams, v1::GenerateReply* reply, const std::string& codec = "",
+                   bool extractive = false) {
     grpc::ClientContext context;
     v1::GenerateRequest request;
     request.set_question(question);
+    request.mutable_params()->set_extractive(extractive);
     request.set_codec(codec);
     for (const auto& id : ids) request.add_passage_ids(id);
     request.set_retrieve_top_k(top_k);
@@ -124,9 +128,9 @@ class LumenServerTest : public ::testing::Test {
 
   // What the engine's LUMEN API answers in-process for the same question and passages, on the
   // store's decoded memory in codec `codec_index` (the server must be stopped: RocksDB allows one
-  // opener).
+  // opener). extractive: LiveEncode + T5Generate with the span constraint of the stored ids.
   std::vector<int> Reference(const std::string& question, const std::vector<std::string>& ids,
-                             int beams, int codec_index = 0) {
+                             int beams, int codec_index = 0, bool extractive = false) {
     auto model = T5Model::Load(model_dir_);
     EXPECT_TRUE(model.ok());
     auto lumen = LumenModel::Create(*model, LumenOptions{});
@@ -143,8 +147,24 @@ class LumenServerTest : public ::testing::Test {
     T5GenerationOptions options;
     options.max_new_tokens = 6;
     options.num_beams = beams;
-    auto result = (*lumen)->Answer(pool, FidQuestionIds(**tokenizer, FidTemplate(), question),
-                                   views, options);
+    options.extractive = extractive;
+    const std::vector<int> question_ids = FidQuestionIds(**tokenizer, FidTemplate(), question);
+    StatusOr<GenerationResult> result = InternalError("not run");
+    if (!extractive) {
+      result = (*lumen)->Answer(pool, question_ids, views, options);
+    } else {
+      std::vector<std::vector<int>> passages;
+      for (auto& text : store->GetText(ids)) {
+        EXPECT_TRUE(text.ok());
+        passages.emplace_back(text->token_ids.begin(), text->token_ids.end());
+      }
+      PassageSpanConstraint spans(passages, WordStartIds(**tokenizer), SmallConfig().eos_token_id);
+      LiveEncoding enc;
+      EXPECT_TRUE((*lumen)->LiveEncode(pool, question_ids, views, &enc).ok());
+      T5DecoderState state;
+      result = T5Generate((*lumen)->model(), pool, enc.h.data(), enc.offsets.back(), options,
+                          &state, nullptr, &spans);
+    }
     EXPECT_TRUE(result.ok()) << result.status().ToString();
     std::vector<int> tokens = result->tokens;
     if (!tokens.empty() && tokens.back() == SmallConfig().eos_token_id) tokens.pop_back();
@@ -323,6 +343,60 @@ TEST_F(LumenServerTest, IngestAndAnswerEqualTheEngineInProcess) {
   EXPECT_EQ(Ids(beam), Reference(question, given, 3));
   EXPECT_EQ(Ids(retrieved),
             Reference(question, {retrieved.passage_ids(0), retrieved.passage_ids(1)}, 1));
+}
+
+// Extractive answers (params.extractive): greedy and beam answers are runs of a passage's stored
+// ids that begin a word, equal to the engine's in-process constrained search; the free answers of
+// this random-weight reader are not.
+TEST_F(LumenServerTest, ExtractiveAnswersAreSpansOfThePassagesRead) {
+  Start();
+  v1::IngestReply ingest;
+  ASSERT_TRUE(Ingest(passages_, &ingest).ok());
+  auto tokenizer = Tokenizer::Open(tokenizer_);
+  ASSERT_TRUE(tokenizer.ok());
+  const std::vector<uint8_t> word_starts = WordStartIds(**tokenizer);
+  const std::vector<std::string> given = {"squad-1", "squad-3"};
+  std::vector<std::vector<int>> read;
+  for (int i : {1, 3}) {
+    read.push_back(FidPassageIds(**tokenizer, FidTemplate(), passages_[i].title,
+                                 passages_[i].text, SmallConfig().eos_token_id));
+  }
+  auto is_span = [&](const std::vector<int>& a) {
+    if (a.empty() || !word_starts[a[0]]) return false;
+    for (const auto& p : read) {
+      if (std::search(p.begin(), p.end() - 1, a.begin(), a.end()) != p.end() - 1) return true;
+    }
+    return false;
+  };
+  const std::string question = passages_[1].question;
+  v1::GenerateReply free_answer, greedy, beam;
+  ASSERT_TRUE(Ask(question, given, 0, 0, &free_answer).ok());
+  grpc::Status status = Ask(question, given, 0, 0, &greedy, "", /*extractive=*/true);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  status = Ask(question, given, 0, 3, &beam, "", /*extractive=*/true);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(is_span(Ids(free_answer)));
+  EXPECT_TRUE(is_span(Ids(greedy))) << greedy.text();
+  EXPECT_TRUE(is_span(Ids(beam))) << beam.text();
+  EXPECT_EQ(greedy.passage_ids_size(), 2);
+
+  // A span ends at EOS: ignore_eos with extractive is refused, with the reason.
+  {
+    grpc::ClientContext context;
+    v1::GenerateRequest request;
+    request.set_question(question);
+    for (const auto& id : given) request.add_passage_ids(id);
+    request.mutable_params()->set_extractive(true);
+    request.mutable_params()->set_ignore_eos(true);
+    v1::GenerateReply reply;
+    status = stub_->Generate(&context, request, &reply);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(status.error_message().find("extractive"), std::string::npos)
+        << status.error_message();
+  }
+  Stop();
+  EXPECT_EQ(Ids(greedy), Reference(question, given, 1, 0, true));
+  EXPECT_EQ(Ids(beam), Reference(question, given, 3, 0, true));
 }
 
 TEST_F(LumenServerTest, CorruptPassageIsDataLossOthersServedDeleteReachesRetriever) {
@@ -566,13 +640,21 @@ TEST_F(LumenServerTest, RealBinaryIngestsAndAnswersLikeTheEngine) {
   EXPECT_EQ(rc_verbose, 0) << verbose;
   EXPECT_NE(verbose.find("passage squad-0 (bm25 "), std::string::npos) << verbose;
   EXPECT_NE(verbose.find(passages_[0].text.substr(0, 40)), std::string::npos) << verbose;
+  // --extractive --beams 2 asks for the beam-searched passage span.
+  v1::GenerateReply span;
+  status = Ask(question, {}, 1, 2, &span, "", /*extractive=*/true);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  auto [rc_span, asked_span] = testing::RunShell(ask + " --extractive --beams 2");
+  EXPECT_EQ(rc_span, 0) << asked_span;
+  EXPECT_EQ(asked_span, span.text() + "\n");
+  EXPECT_NE(passages_[0].text.find(span.text()), std::string::npos) << span.text();
   // A prompt is the LLaMA path: this T5 server says so, and the client exits 1.
   auto [rc_prompt, prompt] = testing::RunShell(testing::BuildDir() + "/tools/memoria ask --server " +
                                                process.target() + " --prompt 'Once upon'");
   EXPECT_EQ(rc_prompt, 1) << prompt;
   EXPECT_NE(prompt.find("UNIMPLEMENTED"), std::string::npos) << prompt;
   const std::string metrics = testing::HttpGet(process.http_port(), "/metrics").body;
-  EXPECT_EQ(testing::MetricValue(metrics, "memoria_live_encoder_seconds_count"), 4) << metrics;
+  EXPECT_EQ(testing::MetricValue(metrics, "memoria_live_encoder_seconds_count"), 6) << metrics;
   EXPECT_EQ(testing::MetricValue(metrics, "memoria_ingested_passages_total"), 4);
   process.Signal(SIGTERM);
   EXPECT_EQ(process.WaitExit(60), 0) << process.Log();

@@ -10,10 +10,11 @@ namespace memoria {
 StatusOr<CompletionOptions> ValidateGenerateRequest(const v1::GenerateRequest& request,
                                                     const RequestLimits& limits) {
   if (!request.question().empty() || request.passage_ids_size() > 0 ||
-      request.retrieve_top_k() != 0 || !request.codec().empty()) {
+      request.retrieve_top_k() != 0 || !request.codec().empty() || request.params().extractive()) {
     return UnimplementedError(
         "this server serves a LLaMA model and completes prompts (set `prompt`); the T5/LUMEN "
-        "path (question, passage_ids, retrieve_top_k, codec) needs a server of a T5 model");
+        "path (question, passage_ids, retrieve_top_k, codec, extractive) needs a server of a T5 "
+        "model");
   }
   if (request.prompt().empty()) return InvalidArgumentError("prompt is empty");
   const v1::DecodingParams& p = request.params();
@@ -133,6 +134,9 @@ StatusOr<T5GenerationOptions> ValidateLumenRequest(const v1::GenerateRequest& re
   options.stop_at_eos = !p.ignore_eos();
   if (!options.stop_at_eos && options.num_beams > 1)
     return InvalidArgumentError("ignore_eos works with greedy decoding only (num_beams <= 1)");
+  options.extractive = p.extractive();
+  if (options.extractive && !options.stop_at_eos)
+    return InvalidArgumentError("ignore_eos cannot be combined with extractive (a span ends at EOS)");
   if (settings.iceformer_min_keys() > 0) {
     options.iceformer.enabled = true;
     options.iceformer.min_keys = settings.iceformer_min_keys();

@@ -25,7 +25,8 @@ struct RequestLimits {
 };
 
 // The request's shape (LLaMA servers): UNIMPLEMENTED for the T5/LUMEN fields (question,
-// passage_ids, retrieve_top_k), INVALID_ARGUMENT for an empty prompt or bad decoding parameters.
+// passage_ids, retrieve_top_k, codec, params.extractive), INVALID_ARGUMENT for an empty prompt
+// or bad decoding parameters.
 // Returns the options to generate with.
 StatusOr<CompletionOptions> ValidateGenerateRequest(const v1::GenerateRequest& request,
                                                     const RequestLimits& limits);
@@ -42,7 +43,8 @@ inline constexpr int kMaxBeams = 16;
 // retrieve_top_k > 0, an empty or duplicated passage id, more passages than
 // settings.max_passages, max_new_tokens out of [0, limit], sampling fields (temperature, top_k,
 // top_p, stop) set (the T5 path decodes greedy or by beam search only), num_beams outside
-// [0, kMaxBeams], a negative length_penalty, ignore_eos with beams. No store or model access.
+// [0, kMaxBeams], a negative length_penalty, ignore_eos with beams or with
+// extractive. No store or model access.
 // The options carry the server's IceFormer cross-attention setting (settings.iceformer_min_keys,
 // iceformer_top_k).
 StatusOr<T5GenerationOptions> ValidateLumenRequest(const v1::GenerateRequest& request,

@@ -53,6 +53,35 @@ TEST(RequestValidationTest, LumenFieldsAreUnimplemented) {
   v1::GenerateRequest request;
   request.set_retrieve_top_k(5);
   EXPECT_EQ(ValidateGenerateRequest(request, Limits()).status().code(), StatusCode::kUnimplemented);
+  v1::GenerateRequest extractive;
+  extractive.set_prompt("Once upon a time");
+  extractive.mutable_params()->set_extractive(true);
+  auto refused = ValidateGenerateRequest(extractive, Limits());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(refused.status().message().find("extractive"), std::string::npos);
+}
+
+TEST(RequestValidationTest, LumenExtractiveIsCarriedAndEndsAtEos) {
+  v1::GenerateRequest request;
+  request.set_question("who?");
+  request.set_retrieve_top_k(2);
+  v1::T5Settings settings;
+  settings.set_max_passages(10);
+  auto plain = ValidateLumenRequest(request, settings, Limits());
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_FALSE(plain->extractive);
+  request.mutable_params()->set_extractive(true);
+  request.mutable_params()->set_num_beams(4);
+  auto spans = ValidateLumenRequest(request, settings, Limits());
+  ASSERT_TRUE(spans.ok()) << spans.status().ToString();
+  EXPECT_TRUE(spans->extractive);
+  EXPECT_EQ(spans->num_beams, 4);
+  request.mutable_params()->set_num_beams(1);
+  request.mutable_params()->set_ignore_eos(true);
+  auto endless = ValidateLumenRequest(request, settings, Limits());
+  EXPECT_EQ(endless.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(endless.status().message().find("ignore_eos cannot be combined with extractive"),
+            std::string::npos);
 }
 
 // A NaN length_penalty once passed the `< 0` check and reached beam search, where it made every

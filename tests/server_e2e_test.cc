@@ -292,7 +292,13 @@ TEST_F(ServerStoriesTest, EveryErrorPathHasItsCodeAndMessage) {
          r->set_prompt("Once");
          r->set_codec("btr");
        },
-       grpc::StatusCode::UNIMPLEMENTED, "(question, passage_ids, retrieve_top_k, codec)"},
+       grpc::StatusCode::UNIMPLEMENTED, "(question, passage_ids, retrieve_top_k, codec, extractive)"},
+      {"LUMEN extractive answer",
+       [](auto* r) {
+         r->set_prompt("Once");
+         r->mutable_params()->set_extractive(true);
+       },
+       grpc::StatusCode::UNIMPLEMENTED, "needs a server of a T5 model"},
       {"message over max receive size", [](auto* r) { r->set_prompt(std::string(2 << 20, 'a')); },
        grpc::StatusCode::RESOURCE_EXHAUSTED, "larger than max"},
   };

@@ -29,19 +29,21 @@ Status FromGrpc(const grpc::Status& s, const std::string& target) {
 
 Status RunAsk(const CommandArgs& args) {
   RETURN_IF_ERROR(args.CheckKnown({"server", "question", "prompt", "top-k", "passages", "codec",
-                                   "max-new-tokens", "token-file", "tls-ca", "deadline",
-                                   "verbose"}));
+                                   "max-new-tokens", "beams", "extractive", "token-file",
+                                   "tls-ca", "deadline", "verbose"}));
   const std::string target = args.Get("server", "127.0.0.1:50051");
   if (args.Has("question") == args.Has("prompt")) {
     return InvalidArgumentError("give --question (T5 server) or --prompt (LLaMA server)");
   }
   ASSIGN_OR_RETURN(int64_t top_k, args.GetInt("top-k", 1));
   ASSIGN_OR_RETURN(int64_t max_new, args.GetInt("max-new-tokens", 0));
+  ASSIGN_OR_RETURN(int64_t beams, args.GetInt("beams", 1));
   ASSIGN_OR_RETURN(double deadline, args.GetDouble("deadline", 60.0));
-  if (top_k < 1 || max_new < 0 || !(deadline > 0)) {
-    return InvalidArgumentError("need --top-k >= 1, --max-new-tokens >= 0, --deadline > 0; got " +
-                                std::to_string(top_k) + ", " + std::to_string(max_new) + ", " +
-                                std::to_string(deadline));
+  if (top_k < 1 || max_new < 0 || beams < 1 || beams > 1000 || !(deadline > 0)) {
+    return InvalidArgumentError(
+        "need --top-k >= 1, --max-new-tokens >= 0, --beams in [1, 1000], --deadline > 0; got " +
+        std::to_string(top_k) + ", " + std::to_string(max_new) + ", " + std::to_string(beams) +
+        ", " + std::to_string(deadline));
   }
 
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
@@ -80,6 +82,9 @@ Status RunAsk(const CommandArgs& args) {
     request.set_prompt(args.Get("prompt"));
   }
   if (max_new > 0) request.mutable_params()->set_max_new_tokens(static_cast<int32_t>(max_new));
+  // The server checks both against its own limits (num_beams, T5 only) and says which.
+  if (beams > 1) request.mutable_params()->set_num_beams(static_cast<int32_t>(beams));
+  request.mutable_params()->set_extractive(args.Has("extractive"));
 
   auto stub = v1::Memoria::NewStub(grpc::CreateChannel(target, credentials));
   grpc::ClientContext context;
@@ -123,6 +128,8 @@ const bool registered = RegisterCommand({
     "--passages ID,ID       read these stored passages instead of retrieving\n"
     "--codec SPEC           which of the store's codecs to read (default its primary one)\n"
     "--max-new-tokens N     answer length limit (default: the server's)\n"
+    "--beams B              T5 server: beam search with B beams (default 1: greedy)\n"
+    "--extractive           T5 server: answer with the passage span the reader scores highest\n"
     "--token-file FILE      bearer token (first line) for a server with auth\n"
     "--tls-ca FILE          PEM root certificate: connect with TLS (default plaintext)\n"
     "--deadline S           seconds to wait for the server and the answer (default 60)\n"

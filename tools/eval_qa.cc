@@ -10,6 +10,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "engine/span_constraint.h"
 #include "engine/tokenizer.h"
 #include "server/bm25_index.h"
 #include "server/lumen_runner.h"
@@ -330,6 +331,7 @@ Status EvaluateQa(const EvalQaOptions& options,
   const std::unique_ptr<Tokenizer>& tokenizer = reader.tokenizer;
   const T5Config& config = model->config();
   const int eos = config.eos_token_id;
+  const std::vector<uint8_t> word_starts = WordStartIds(*tokenizer);  // for extractive answers
   r.d_model = config.d_model;
   r.live_layers = options.fid ? config.num_layers : lumen->live_layers();
   r.memory_layers = options.fid ? 0 : lumen->memory_layers();
@@ -407,7 +409,7 @@ Status EvaluateQa(const EvalQaOptions& options,
     // workers = 1 runs them.
     const int threads = options.threads > 0 ? options.threads : ThreadPool(0).num_threads();
     runner = std::make_unique<LumenRunner>(lumen, store.get(), /*workers=*/1, /*queue_capacity=*/1,
-                                           threads, /*metrics=*/nullptr);
+                                           threads, /*metrics=*/nullptr, word_starts);
     RETURN_IF_ERROR(runner->WarmUp());
   } else {
     pool = std::make_unique<ThreadPool>(options.threads);
@@ -477,8 +479,13 @@ Status EvaluateQa(const EvalQaOptions& options,
         r.encoder_seconds += Since(t0);
         for (const auto& p : passages) r.encoder_tokens += int64_t(question_ids.size() + p.size());
         t0 = Clock::now();
+        std::unique_ptr<PassageSpanConstraint> spans;
+        if (options.generation.extractive) {
+          spans = std::make_unique<PassageSpanConstraint>(passages, word_starts, eos);
+        }
         ASSIGN_OR_RETURN(result, T5Generate(*model, *pool, enc.h.data(), enc.offsets.back(),
-                                            options.generation, &scratch.decoder));
+                                            options.generation, &scratch.decoder, nullptr,
+                                            spans.get()));
         r.decoder_seconds += Since(t0);
       }
       pred.answer_tokens = int64_t(result.tokens.size());

@@ -86,7 +86,7 @@ struct EvalQaOptions {
   PassageSelection passages;
   int64_t limit = 0;           // questions, <= 0: all
   int64_t max_passage_tokens = 256;  // fid from a corpus: build-store's --max-tokens
-  T5GenerationOptions generation;    // max_new_tokens, num_beams, length_penalty
+  T5GenerationOptions generation;    // max_new_tokens, num_beams, length_penalty, extractive
   int threads = 0;             // compute threads, 0 = all cores
   FidTemplate fid_template;
 };

@@ -23,7 +23,7 @@ Status RunEvalQa(const CommandArgs& args) {
   RETURN_IF_ERROR(args.CheckKnown({"model", "tokenizer", "qa", "store", "codec", "corpus", "passages", "mode",
                                    "alpha", "limit", "beams", "max-new-tokens", "length-penalty",
                                    "max-tokens", "threads", "predictions", "report",
-                                   "iceformer-min-keys", "iceformer-top-k"}));
+                                   "iceformer-min-keys", "iceformer-top-k", "extractive"}));
   EvalQaOptions o;
   ASSIGN_OR_RETURN(o.model_dir, args.Require("model"));
   o.tokenizer_path = args.Get("tokenizer", "");
@@ -57,6 +57,7 @@ Status RunEvalQa(const CommandArgs& args) {
   ASSIGN_OR_RETURN(double penalty, args.GetDouble("length-penalty", 1.0));
   if (penalty < 0) return InvalidArgumentError("--length-penalty must be >= 0, got " + args.Get("length-penalty"));
   o.generation.length_penalty = float(penalty);
+  o.generation.extractive = args.Has("extractive");
   // IceFormer cross-attention as the server's t5.iceformer_min_keys / iceformer_top_k set it.
   ASSIGN_OR_RETURN(int64_t ice_min_keys, args.GetInt("iceformer-min-keys", 0));
   ASSIGN_OR_RETURN(int64_t ice_top_k, args.GetInt("iceformer-top-k", 0));
@@ -163,6 +164,8 @@ const bool registered = RegisterCommand({
     "--beams B              beam search with B beams (default 1: greedy)\n"
     "--max-new-tokens N     answer length limit in ids (default 32)\n"
     "--length-penalty X     beam search length penalty (default 1)\n"
+    "--extractive           answer with a span of the passages read, the one the reader scores\n"
+    "                       highest under greedy / beam search (as the request's extractive)\n"
     "--iceformer-min-keys N IceFormer k-NN cross-attention in the decoder when a question's memory\n"
     "                       has >= N keys (default 0: exact attention), as t5.iceformer_min_keys\n"
     "--iceformer-top-k K    keys kept per query (default 0: k(n) = max(min(0.005 n, 50), 30))\n"

@@ -192,6 +192,39 @@ TEST_F(EvalQaTest, FidAndLumenAtAlphaOneWithCodecNonePredictTheSame) {
   }
 }
 
+// --extractive: lumen (through the server's runner, span ids from the store's text records) and fid
+// (span ids from the passages it encodes) answer with the same passage spans; the random reader's
+// free answers are not passage text.
+TEST_F(EvalQaTest, ExtractiveAnswersArePassageTextInBothModes) {
+  MEMORIA_REQUIRE_SHARED();
+  auto corpus = ReadCorpus(Squad(), CorpusFormat::kSquad, 1);
+  ASSERT_TRUE(corpus.ok());
+  const std::string passage = "title: " + (*corpus)[0].title + " context: " + (*corpus)[0].text;
+  for (int beams : {1, 3}) {
+    SCOPED_TRACE(beams);
+    EvalQaReport free, lumen, fid;
+    EvalQaOptions o = Options("none_a1", false, 1.0);
+    o.generation.num_beams = beams;
+    ASSERT_TRUE(EvaluateQa(o, nullptr, &free).ok());
+    o.generation.extractive = true;
+    Status s = EvaluateQa(o, nullptr, &lumen);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    o.fid = true;
+    s = EvaluateQa(o, nullptr, &fid);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_EQ(lumen.predictions.size(), 5u);
+    int free_in_passage = 0;
+    for (size_t i = 0; i < 5; ++i) {
+      const std::string& answer = lumen.predictions[i].prediction;
+      EXPECT_FALSE(answer.empty());
+      EXPECT_NE(passage.find(answer), std::string::npos) << "question " << i << ": " << answer;
+      EXPECT_EQ(answer, fid.predictions[i].prediction) << "question " << i;
+      free_in_passage += passage.find(free.predictions[i].prediction) != std::string::npos;
+    }
+    EXPECT_EQ(free_in_passage, 0);
+  }
+}
+
 // Runs `memoria eval-qa` and returns (exit code, stdout + stderr).
 std::pair<int, std::string> EvalQaCli(const std::string& flags) {
   const std::string memoria = testing::BuildDir() + "/tools/memoria";
