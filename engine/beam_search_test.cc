@@ -245,20 +245,21 @@ class HashModel : public StepModel {
   uint64_t seed_;
 };
 
-// Ids 10..19 begin words, 20..29 continue them (vocabulary 32).
-std::vector<uint8_t> TestWordStarts() {
-  std::vector<uint8_t> starts(32, 0);
-  for (int id = 10; id < 20; ++id) starts[id] = 1;
-  return starts;
+// Ids 10..19 begin words, 20..29 continue them, the others are punctuation (vocabulary 32).
+std::vector<uint8_t> TestPieceKinds() {
+  std::vector<uint8_t> kinds(32, kOtherPiece);
+  for (int id = 10; id < 20; ++id) kinds[id] = kBeginsWord;
+  for (int id = 20; id < 30; ++id) kinds[id] = kContinuesWord;
+  return kinds;
 }
 
 TEST(ConstrainedSearchTest, BeamSearchWithEnoughBeamsFindsTheBestSpan) {
-  // Spans: [10] [10 20] [10 20 11] [11] (passage 0), [12] [12 21] (passage 1). With 8 beams no
+  // Spans: [10 20] [10 20 11] [11] (passage 0), [12 21] (passage 1). With 8 beams no
   // prefix is ever cut, and with length_penalty 0 the score is log P(span, EOS): the search must
   // return the exhaustive argmax, and its score.
   const std::vector<std::vector<int>> passages = {{10, 20, 11, kEos}, {12, 21}};
-  const std::vector<std::vector<int>> spans = {{10}, {10, 20}, {10, 20, 11}, {11}, {12}, {12, 21}};
-  PassageSpanConstraint constraint(passages, TestWordStarts(), kEos);
+  const std::vector<std::vector<int>> spans = {{10, 20}, {10, 20, 11}, {11}, {12, 21}};
+  PassageSpanConstraint constraint(passages, TestPieceKinds(), kEos);
   std::set<std::vector<int>> winners;
   for (uint64_t seed = 1; seed <= 30; ++seed) {
     HashModel reference(32, 1, seed);
@@ -291,13 +292,13 @@ TEST(ConstrainedSearchTest, BeamSearchWithEnoughBeamsFindsTheBestSpan) {
 }
 
 TEST(ConstrainedSearchTest, GreedyTakesTheBestAllowedTokenAtEachStep) {
-  // Unconstrained greedy takes 5 (0.6); constrained, 12 (0.2) beats 10 (0.1), then 21 (0.5)
-  // beats EOS (0.3), and after [12 21] the passage ends: only EOS is left.
+  // Unconstrained greedy takes 5 (0.6); constrained, 12 (0.2) beats 10 (0.1), then 21 (0.5) is
+  // the only choice (EOS 0.3 would end mid-word), and after [12 21] the passage ends: EOS.
   std::map<std::vector<int>, std::map<int, double>> t = {
       {{0}, {{5, 0.6}, {12, 0.2}, {10, 0.1}}},
       {{0, 12}, {{21, 0.5}, {kEos, 0.3}}},
   };
-  PassageSpanConstraint constraint({{10, 20}, {12, 21}}, TestWordStarts(), kEos);
+  PassageSpanConstraint constraint({{10, 20}, {12, 21}}, TestPieceKinds(), kEos);
   TableModel free_model(32, 1, t);
   EXPECT_EQ(GreedySearch(0, kEos, 4, &free_model)->tokens[0], 5);
   TableModel model(32, 1, t);
@@ -312,7 +313,7 @@ TEST(ConstrainedSearchTest, GreedyTakesTheBestAllowedTokenAtEachStep) {
 TEST(ConstrainedSearchTest, FewerSpansThanBeamsLeaveDeadBeams) {
   // One one-word passage: after [13] only EOS is allowed; 4 beams have one candidate between
   // them. The search ends with the one hypothesis, whatever the model prefers.
-  PassageSpanConstraint constraint({{13}}, TestWordStarts(), kEos);
+  PassageSpanConstraint constraint({{13}}, TestPieceKinds(), kEos);
   for (uint64_t seed = 1; seed <= 5; ++seed) {
     HashModel model(32, 4, seed);
     BeamSearchOptions o;
@@ -327,8 +328,8 @@ TEST(ConstrainedSearchTest, FewerSpansThanBeamsLeaveDeadBeams) {
 }
 
 TEST(ConstrainedSearchTest, RefusesAnotherEosAndAConstraintThatAllowsNothing) {
-  PassageSpanConstraint other_eos({{10}}, TestWordStarts(), /*eos_id=*/2);
-  PassageSpanConstraint empty({}, TestWordStarts(), kEos);
+  PassageSpanConstraint other_eos({{10}}, TestPieceKinds(), /*eos_id=*/2);
+  PassageSpanConstraint empty({}, TestPieceKinds(), kEos);
   BeamSearchOptions o;
   o.num_beams = 2;
   o.eos_token_id = kEos;

@@ -87,7 +87,7 @@ StatusOr<std::unique_ptr<LumenServing>> LoadLumenServing(const v1::ServerConfig&
   }
   s->runner = std::make_unique<LumenRunner>(s->lumen, s->store, config.workers(),
                                             config.queue_capacity(), threads_per_worker, metrics,
-                                            WordStartIds(*s->tokenizer));
+                                            PieceKinds(*s->tokenizer));
   RETURN_IF_ERROR(s->runner->WarmUp());
   return s;
 }

@@ -20,12 +20,12 @@ Status NoStore() { return FailedPreconditionError("this server has no passage st
 
 LumenRunner::LumenRunner(std::shared_ptr<const LumenModel> lumen, PassageStore* store, int workers,
                          int queue_capacity, int threads_per_worker, Metrics* metrics,
-                         std::vector<uint8_t> word_starts)
+                         std::vector<uint8_t> piece_kinds)
     : lumen_(std::move(lumen)),
       store_(store),
       threads_per_worker_(threads_per_worker),
       metrics_(metrics),
-      word_starts_(std::move(word_starts)) {
+      piece_kinds_(std::move(piece_kinds)) {
   workers_.resize(workers);
   for (Worker& w : workers_) {
     w.threads = std::make_unique<ThreadPool>(threads_per_worker);
@@ -90,7 +90,7 @@ StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
     return InvalidArgumentError("per-token streaming needs greedy decoding, got num_beams " +
                                 std::to_string(options.num_beams));
   }
-  if (options.extractive && word_starts_.empty()) {
+  if (options.extractive && piece_kinds_.empty()) {
     return FailedPreconditionError("extractive answers need the tokenizer's word starts");
   }
   // After every greedy token / beam step: the deadline, then the stream.
@@ -161,7 +161,7 @@ StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
           passages[i].assign(texts[i]->token_ids.begin(), texts[i]->token_ids.end());
         }
         spans = std::make_unique<PassageSpanConstraint>(
-            std::move(passages), word_starts_, lumen_->model().config().eos_token_id);
+            std::move(passages), piece_kinds_, lumen_->model().config().eos_token_id);
         out.store_read_seconds += Since(t0);
       }
 

@@ -41,11 +41,11 @@ namespace memoria {
 class LumenRunner {
  public:
   // `store` may be null (Answer and Ingest then fail FAILED_PRECONDITION); it must outlive this.
-  // word_starts: WordStartIds of the tokenizer, for extractive answers (options.extractive);
+  // piece_kinds: PieceKinds of the tokenizer, for extractive answers (options.extractive);
   // empty: those are refused FAILED_PRECONDITION.
   LumenRunner(std::shared_ptr<const LumenModel> lumen, PassageStore* store, int workers,
               int queue_capacity, int threads_per_worker, Metrics* metrics,
-              std::vector<uint8_t> word_starts = {});
+              std::vector<uint8_t> piece_kinds = {});
 
   // One small memory-encode + live-encode + 2-token generation on every worker (OpenMP teams,
   // oneDNN primitives, scratch pages), so the first real request is not the slow one.
@@ -111,7 +111,7 @@ class LumenRunner {
   PassageStore* store_;
   int threads_per_worker_;
   Metrics* metrics_;
-  std::vector<uint8_t> word_starts_;
+  std::vector<uint8_t> piece_kinds_;
   std::vector<Worker> workers_;
   std::unique_ptr<WorkerPool> pool_;  // last: its threads stop before the workers' state goes
 };

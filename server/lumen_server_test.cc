@@ -158,7 +158,7 @@ class LumenServerTest : public ::testing::Test {
         EXPECT_TRUE(text.ok());
         passages.emplace_back(text->token_ids.begin(), text->token_ids.end());
       }
-      PassageSpanConstraint spans(passages, WordStartIds(**tokenizer), SmallConfig().eos_token_id);
+      PassageSpanConstraint spans(passages, PieceKinds(**tokenizer), SmallConfig().eos_token_id);
       LiveEncoding enc;
       EXPECT_TRUE((*lumen)->LiveEncode(pool, question_ids, views, &enc).ok());
       T5DecoderState state;
@@ -354,17 +354,24 @@ TEST_F(LumenServerTest, ExtractiveAnswersAreSpansOfThePassagesRead) {
   ASSERT_TRUE(Ingest(passages_, &ingest).ok());
   auto tokenizer = Tokenizer::Open(tokenizer_);
   ASSERT_TRUE(tokenizer.ok());
-  const std::vector<uint8_t> word_starts = WordStartIds(**tokenizer);
+  const std::vector<uint8_t> piece_kinds = PieceKinds(**tokenizer);
   const std::vector<std::string> given = {"squad-1", "squad-3"};
   std::vector<std::vector<int>> read;
   for (int i : {1, 3}) {
     read.push_back(FidPassageIds(**tokenizer, FidTemplate(), passages_[i].title,
                                  passages_[i].text, SmallConfig().eos_token_id));
   }
+  // Whole words of one passage (EOS excluded): from a word start to before a piece that does not
+  // continue the last word.
   auto is_span = [&](const std::vector<int>& a) {
-    if (a.empty() || !word_starts[a[0]]) return false;
+    if (a.empty() || piece_kinds[a[0]] != kBeginsWord) return false;
     for (const auto& p : read) {
-      if (std::search(p.begin(), p.end() - 1, a.begin(), a.end()) != p.end() - 1) return true;
+      const auto text_end = p.end() - 1;  // the passage's EOS
+      for (auto at = std::search(p.begin(), text_end, a.begin(), a.end()); at != text_end;
+           at = std::search(at + 1, text_end, a.begin(), a.end())) {
+        const auto after = at + static_cast<std::ptrdiff_t>(a.size());
+        if (after == text_end || piece_kinds[*after] != kContinuesWord) return true;
+      }
     }
     return false;
   };

@@ -331,7 +331,7 @@ Status EvaluateQa(const EvalQaOptions& options,
   const std::unique_ptr<Tokenizer>& tokenizer = reader.tokenizer;
   const T5Config& config = model->config();
   const int eos = config.eos_token_id;
-  const std::vector<uint8_t> word_starts = WordStartIds(*tokenizer);  // for extractive answers
+  const std::vector<uint8_t> piece_kinds = PieceKinds(*tokenizer);  // for extractive answers
   r.d_model = config.d_model;
   r.live_layers = options.fid ? config.num_layers : lumen->live_layers();
   r.memory_layers = options.fid ? 0 : lumen->memory_layers();
@@ -409,7 +409,7 @@ Status EvaluateQa(const EvalQaOptions& options,
     // workers = 1 runs them.
     const int threads = options.threads > 0 ? options.threads : ThreadPool(0).num_threads();
     runner = std::make_unique<LumenRunner>(lumen, store.get(), /*workers=*/1, /*queue_capacity=*/1,
-                                           threads, /*metrics=*/nullptr, word_starts);
+                                           threads, /*metrics=*/nullptr, piece_kinds);
     RETURN_IF_ERROR(runner->WarmUp());
   } else {
     pool = std::make_unique<ThreadPool>(options.threads);
@@ -481,7 +481,7 @@ Status EvaluateQa(const EvalQaOptions& options,
         t0 = Clock::now();
         std::unique_ptr<PassageSpanConstraint> spans;
         if (options.generation.extractive) {
-          spans = std::make_unique<PassageSpanConstraint>(passages, word_starts, eos);
+          spans = std::make_unique<PassageSpanConstraint>(passages, piece_kinds, eos);
         }
         ASSIGN_OR_RETURN(result, T5Generate(*model, *pool, enc.h.data(), enc.offsets.back(),
                                             options.generation, &scratch.decoder, nullptr,
