@@ -53,11 +53,11 @@ RUN printf '%s\n' \
 COPY --from=build /src/build/server/memoria-server /src/build/tools/memoria /usr/local/bin/
 COPY configs/ /opt/memoria/configs/
 COPY scripts/container-entrypoint.sh /usr/local/bin/memoria-entrypoint
-# configs/container.textproto: the default config, serving every interface (the HTTP probes bind
-# the host of listen_address) with the model at the converted path. Fails if the default changed.
+# configs/container.textproto: the stories260K config, serving every interface (the HTTP probes
+# bind the host of listen_address) with the model at the converted path. Fails if that changed.
 RUN sed -e 's|^listen_address: "127.0.0.1:|listen_address: "0.0.0.0:|' \
         -e 's|^model_dir: .*|model_dir: "/var/lib/memoria/models/stories260K"|' \
-        /opt/memoria/configs/default.textproto > /opt/memoria/configs/container.textproto \
+        /opt/memoria/configs/stories260k.textproto > /opt/memoria/configs/container.textproto \
  && grep -q '^listen_address: "0.0.0.0:50051"' /opt/memoria/configs/container.textproto \
  && grep -q '^http_port: 8080' /opt/memoria/configs/container.textproto \
  && ! ldd /usr/local/bin/memoria-server /usr/local/bin/memoria | grep 'not found' \

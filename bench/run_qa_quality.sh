@@ -26,11 +26,13 @@
 #   PQ_SETTINGS (default g = d/4, d/8, d/16 at 8 bits and d/8, d/16 at 16 bits), PQ_ITERATIONS
 #   (10), TRAIN_TOKENS (memory vectors to fit pq/btr, 131072), THREADS (all cores), MAX_NEW (24),
 #   BEAMS (1), EXTRACTIVE (0; 1 = answers restricted to passage spans, eval-qa --extractive),
-#   OUT (bench/results/qa_quality.md).
+#   STORE_FLAGS (more build-store flags for every store, e.g. "--window-words 24 --window-stride
+#   12"; the FiD row then reads the passages from such a store too), OUT
+#   (bench/results/qa_quality.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMMAND="bench/run_qa_quality.sh $*"
-[[ $# -ge 1 && $1 != --* ]] || { sed -n '2,29p' "$0" >&2; exit 2; }
+[[ $# -ge 1 && $1 != --* ]] || { sed -n '2,32p' "$0" >&2; exit 2; }
 MODEL=$1; shift
 LIMIT=0 CODEBOOKS="" VQ_MODEL="" FID_MODEL="" BTR_MODEL=""
 while [[ $# -gt 0 ]]; do
@@ -52,6 +54,7 @@ THREADS=${THREADS:-0}
 MAX_NEW=${MAX_NEW:-24}
 BEAMS=${BEAMS:-1}
 EXTRACTIVE=${EXTRACTIVE:-0}
+read -r -a STORE_FLAGS <<< "${STORE_FLAGS:-}"
 PQ_ITERATIONS=${PQ_ITERATIONS:-10}
 TRAIN_TOKENS=${TRAIN_TOKENS:-131072}
 PARAGRAPHS=${PARAGRAPHS:-0}
@@ -95,6 +98,7 @@ for a in data:
 PYEOF
 fi
 
+if [[ ${#STORE_FLAGS[@]} -gt 0 ]]; then CORPUS_DESC="$CORPUS_DESC, stored with build-store ${STORE_FLAGS[*]}"; fi
 TOK_FLAGS=()
 if [[ -n ${TOKENIZER:-} ]]; then TOK_FLAGS=(--tokenizer "$TOKENIZER"); fi
 EVAL_FLAGS=(--qa "$QA" --limit "$LIMIT" --passages "$PASSAGES" --threads "$THREADS" --max-new-tokens "$MAX_NEW" --beams "$BEAMS")
@@ -111,7 +115,8 @@ row() {
   echo "[qa-quality] $name: build-store --codec $codec $*" >&2
   if ! "$MEMORIA" build-store --corpus "$CORPUS" --model "$model" "${TOK_FLAGS[@]}" --store "$store" \
       --codec "$codec" --alpha "$ALPHA" --max-tokens "$MAX_TOKENS" --train-tokens "$TRAIN_TOKENS" \
-      --pq-iterations "$PQ_ITERATIONS" --threads "$THREADS" --no-sync "$@" > "$WORK/build_$i.log" 2>&1; then
+      --pq-iterations "$PQ_ITERATIONS" --threads "$THREADS" --no-sync "${STORE_FLAGS[@]}" "$@" \
+      > "$WORK/build_$i.log" 2>&1; then
     tail -1 "$WORK/build_$i.log" > "$WORK/error_$i.txt"
     return 0
   fi
@@ -123,14 +128,23 @@ row() {
 
 LOAD_BEFORE=$(cat /proc/loadavg)
 START=$(date -u +%FT%TZ)
-# FiD: the full encoder on the same paragraphs' text (no store).
+# FiD: the full encoder on the same paragraphs' text (no store), or with STORE_FLAGS on the
+# passages of such a store (codec none: only its token ids are read).
 FID_NAME="FiD"
 [[ -n $FID_MODEL ]] || { FID_MODEL=$MODEL; FID_NAME="FiD (the LUMEN reader's weights run as FiD)"; }
 rows+=("$FID_NAME")
 echo "[qa-quality] $FID_NAME: eval-qa --mode fid" >&2
-"$MEMORIA" eval-qa --mode fid --model "$FID_MODEL" "${TOK_FLAGS[@]}" --corpus "$CORPUS" \
-  --max-tokens "$MAX_TOKENS" "${EVAL_FLAGS[@]}" --report "$WORK/report_0.json" > "$WORK/eval_0.log" 2>&1 \
-  || tail -1 "$WORK/eval_0.log" > "$WORK/error_0.txt"
+FID_SOURCE=(--corpus "$CORPUS" --max-tokens "$MAX_TOKENS")
+if [[ ${#STORE_FLAGS[@]} -gt 0 ]]; then
+  FID_SOURCE=(--store "$WORK/fid_store")
+  "$MEMORIA" build-store --corpus "$CORPUS" --model "$FID_MODEL" "${TOK_FLAGS[@]}" --store "$WORK/fid_store" \
+    --codec none --alpha 1 --max-tokens "$MAX_TOKENS" --threads "$THREADS" --no-sync "${STORE_FLAGS[@]}" \
+    > "$WORK/build_0.log" 2>&1 || tail -1 "$WORK/build_0.log" > "$WORK/error_0.txt"
+fi
+"$MEMORIA" eval-qa --mode fid --model "$FID_MODEL" "${TOK_FLAGS[@]}" "${FID_SOURCE[@]}" \
+  "${EVAL_FLAGS[@]}" --report "$WORK/report_0.json" > "$WORK/eval_0.log" 2>&1 \
+  || tail -1 "$WORK/eval_0.log" >> "$WORK/error_0.txt"
+rm -rf "$WORK/fid_store"
 
 row "LUMEN, fp32 memory" "$MODEL" none
 row "LUMEN, bf16 memory" "$MODEL" none:bf16
@@ -178,8 +192,8 @@ print(f"Command: `{command}` (run started {start}). Machine: {cpu}; load average
       f"after `{la}`.\n")
 q = next(iter(reports.values()), {}).get("questions", "?")
 print(f"Reader: `{model}`. Questions: the first {q} of `{qa}`; stored passages: {corpus}. "
-      f"Passages per question: `{passages}` (BM25 over the stored paragraphs, the gold one always "
-      f"included). LUMEN alpha {float(alpha):.4g}; passage parts truncated to {max_tokens} tokens; "
+      f"Passages per question: `{passages}` (gold: the question's own passage; bm25:K: the K best "
+      f"by BM25 over the stored passages). LUMEN alpha {float(alpha):.4g}; passage parts truncated to {max_tokens} tokens; "
       f"{'greedy' if beams == '1' else f'{beams} beams'}"
       f"{', extractive (answers restricted to spans of the passages read)' if extractive == '1' else ''}, "
       f"at most {max_new} answer tokens. "

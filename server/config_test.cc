@@ -1,4 +1,5 @@
 #include "server/config.h"
+#include "server/model_kind.h"
 
 #include <gtest/gtest.h>
 
@@ -178,11 +179,24 @@ TEST(ServerConfigTest, TheShippedCodecExamplesAreValid) {
   }
 }
 
-TEST(ServerConfigTest, TheShippedDefaultConfigIsValid) {
-  auto config = LoadServerConfig(testing::SourceDir() + "/configs/default.textproto", {});
+// The default serves the shipped T5 reader (its config.json says t5) from a PQ store; the LLaMA
+// setup is its own file. Both on loopback with the documented ports.
+TEST(ServerConfigTest, TheShippedConfigsAreValid) {
+  const std::string root = testing::SourceDir();
+  auto config = LoadServerConfig(root + "/configs/default.textproto", {});
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  EXPECT_EQ(config->model_dir(), "build/models/stories260K");
+  EXPECT_EQ(config->model_dir(), "models/squad-reader");
   EXPECT_EQ(config->http_port(), 8080);
+  EXPECT_EQ(config->listen_address(), "127.0.0.1:50051");
+  EXPECT_EQ(config->store_codec(), "pq:g=32,bits=8");
+  // Kind detection reads the model dir relative to the working directory: from the source root.
+  EXPECT_EQ(DetectModelKind(root + "/" + config->model_dir()), "t5");
+
+  auto llama = LoadServerConfig(root + "/configs/stories260k.textproto", {});
+  ASSERT_TRUE(llama.ok()) << llama.status().ToString();
+  EXPECT_EQ(llama->model_dir(), "build/models/stories260K");
+  EXPECT_EQ(llama->http_port(), 8080);
+  EXPECT_EQ(llama->store_dir(), "");
 }
 
 }  // namespace

@@ -82,6 +82,10 @@ def export(ckpt, out, dtype="f32", spm=None, examples=None):
     if spm:
         shutil.copyfile(spm, os.path.join(out, "spiece.model"))
     dm = meta.get("data_meta", {})
+    # The run the weights started from, as "<run dir>/<file>": no machine's paths in an export
+    # that may be committed.
+    init = meta.get("init")
+    init = os.path.join(os.path.basename(os.path.dirname(init)), os.path.basename(init)) if init else None
     info = dict(mode=meta["mode"], alpha=meta["alpha"], memory_layers=model.M,
                 live_layers=c["num_layers"] - model.M, freeze_memory=meta["freeze_memory"],
                 store_codec=store_codec(meta),
@@ -90,7 +94,7 @@ def export(ckpt, out, dtype="f32", spm=None, examples=None):
                 fid_template=dict(question_prefix="question: ", title_prefix="title: ",
                                   context_prefix=" context: "),
                 titles="SQuAD article names with '_' replaced by ' '",
-                weights_dtype=dtype, init=meta.get("init"))
+                weights_dtype=dtype, init=init)
     if meta["mode"] == "lumen_vq":
         pq = model.compress
         write_safetensors(os.path.join(out, "codebooks.safetensors"), {"codebooks": pq.codebooks})
