@@ -162,7 +162,8 @@ StatusOr<GenerationResult> BeamSearch(const BeamSearchOptions& o, StepModel* mod
     }
     if (heap.empty()) {
       if (cur_len == 1) return NothingAllowed(0);
-      break;  // every live beam's constraint ended (it cannot: EOS follows any allowed prefix)
+      break;  // nothing allowed after any live beam (a span constraint never does this: every
+              // prefix it allows either continues or ends)
     }
     std::sort_heap(heap.begin(), heap.end(), cmp);  // best first
     int filled = 0;

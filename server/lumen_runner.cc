@@ -91,7 +91,7 @@ StatusOr<LumenRunner::AnswerOutcome> LumenRunner::Answer(
                                 std::to_string(options.num_beams));
   }
   if (options.extractive && piece_kinds_.empty()) {
-    return FailedPreconditionError("extractive answers need the tokenizer's word starts");
+    return FailedPreconditionError("extractive answers need the tokenizer's piece kinds (LumenRunner built without them)");
   }
   // After every greedy token / beam step: the deadline, then the stream.
   const SearchStepHook on_step = [&](int, const std::vector<int>& tokens) -> Status {

@@ -10,11 +10,12 @@ namespace memoria {
 StatusOr<CompletionOptions> ValidateGenerateRequest(const v1::GenerateRequest& request,
                                                     const RequestLimits& limits) {
   if (!request.question().empty() || request.passage_ids_size() > 0 ||
-      request.retrieve_top_k() != 0 || !request.codec().empty() || request.params().extractive()) {
+      request.retrieve_top_k() != 0 || !request.codec().empty() || request.params().extractive() ||
+      request.params().num_beams() > 1 || request.params().length_penalty() != 0) {
     return UnimplementedError(
         "this server serves a LLaMA model and completes prompts (set `prompt`); the T5/LUMEN "
-        "path (question, passage_ids, retrieve_top_k, codec, extractive) needs a server of a T5 "
-        "model");
+        "path (question, passage_ids, retrieve_top_k, codec, extractive, num_beams, "
+        "length_penalty) needs a server of a T5 model");
   }
   if (request.prompt().empty()) return InvalidArgumentError("prompt is empty");
   const v1::DecodingParams& p = request.params();

@@ -25,8 +25,8 @@ struct RequestLimits {
 };
 
 // The request's shape (LLaMA servers): UNIMPLEMENTED for the T5/LUMEN fields (question,
-// passage_ids, retrieve_top_k, codec, params.extractive), INVALID_ARGUMENT for an empty prompt
-// or bad decoding parameters.
+// passage_ids, retrieve_top_k, codec, params.extractive / num_beams > 1 / length_penalty),
+// INVALID_ARGUMENT for an empty prompt or bad decoding parameters.
 // Returns the options to generate with.
 StatusOr<CompletionOptions> ValidateGenerateRequest(const v1::GenerateRequest& request,
                                                     const RequestLimits& limits);

@@ -59,6 +59,16 @@ TEST(RequestValidationTest, LumenFieldsAreUnimplemented) {
   auto refused = ValidateGenerateRequest(extractive, Limits());
   EXPECT_EQ(refused.status().code(), StatusCode::kUnimplemented);
   EXPECT_NE(refused.status().message().find("extractive"), std::string::npos);
+  // Beam search is the T5 path's; num_beams 1 is greedy and allowed.
+  v1::GenerateRequest beams;
+  beams.set_prompt("Once upon a time");
+  beams.mutable_params()->set_num_beams(1);
+  EXPECT_TRUE(ValidateGenerateRequest(beams, Limits()).ok());
+  beams.mutable_params()->set_num_beams(2);
+  EXPECT_EQ(ValidateGenerateRequest(beams, Limits()).status().code(), StatusCode::kUnimplemented);
+  beams.mutable_params()->set_num_beams(0);
+  beams.mutable_params()->set_length_penalty(0.5f);
+  EXPECT_EQ(ValidateGenerateRequest(beams, Limits()).status().code(), StatusCode::kUnimplemented);
 }
 
 TEST(RequestValidationTest, LumenExtractiveIsCarriedAndEndsAtEos) {

@@ -292,7 +292,14 @@ TEST_F(ServerStoriesTest, EveryErrorPathHasItsCodeAndMessage) {
          r->set_prompt("Once");
          r->set_codec("btr");
        },
-       grpc::StatusCode::UNIMPLEMENTED, "(question, passage_ids, retrieve_top_k, codec, extractive)"},
+       grpc::StatusCode::UNIMPLEMENTED,
+       "(question, passage_ids, retrieve_top_k, codec, extractive, num_beams, length_penalty)"},
+      {"LUMEN beam search",
+       [](auto* r) {
+         r->set_prompt("Once");
+         r->mutable_params()->set_num_beams(4);
+       },
+       grpc::StatusCode::UNIMPLEMENTED, "needs a server of a T5 model"},
       {"LUMEN extractive answer",
        [](auto* r) {
          r->set_prompt("Once");
