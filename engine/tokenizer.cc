@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/sentencepiece_charsmap.h"
+
 namespace memoria {
 
 Tokenizer::Tokenizer() : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {}
@@ -51,6 +53,8 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Open(const std::string& model_pa
   if (tokenizer->sp_->GetPieceSize() <= 0) {
     return DataLossError("tokenizer model " + model_path + " has no pieces");
   }
+  // libsentencepiece loads normalization tables it then walks without bounds checks.
+  RETURN_IF_ERROR(CheckSentencePieceCharsMaps(bytes).WithContext("tokenizer model " + model_path));
   return tokenizer;
 }
 

@@ -22,7 +22,8 @@ namespace memoria {
 
 class Tokenizer {
  public:
-  // NOT_FOUND if missing; DATA_LOSS if the file is empty or not a valid SentencePiece model;
+  // NOT_FOUND if missing; DATA_LOSS if the file is empty or not a valid SentencePiece model
+  // (normalization tables included: engine/sentencepiece_charsmap.h);
   // INVALID_ARGUMENT for a directory.
   static StatusOr<std::unique_ptr<Tokenizer>> Open(const std::string& model_path);
   ~Tokenizer();

@@ -129,7 +129,7 @@ const bool registered = RegisterCommand({
     "--codec SPEC           which of the store's codecs to read (default its primary one)\n"
     "--max-new-tokens N     answer length limit (default: the server's)\n"
     "--beams B              T5 server: beam search with B beams (default 1: greedy)\n"
-    "--extractive           T5 server: answer with the passage span the reader scores highest\n"
+    "--extractive           T5 server: answer with a span of whole words of the passages read\n"
     "--token-file FILE      bearer token (first line) for a server with auth\n"
     "--tls-ca FILE          PEM root certificate: connect with TLS (default plaintext)\n"
     "--deadline S           seconds to wait for the server and the answer (default 60)\n"
