@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "base/utf8.h"
 #include "engine/tokenizer.h"
 
 namespace memoria {
@@ -17,14 +18,9 @@ namespace {
 // count as letters (no Unicode tables here; a rare symbol glued to a word only keeps a span from
 // ending before it).
 bool StartsWithPunctuation(const std::string& piece) {
-  const auto b = [&](size_t i) { return static_cast<unsigned char>(piece[i]); };
-  if (b(0) < 0x80) return !std::isalnum(b(0));
-  uint32_t cp = 0;
-  if ((b(0) & 0xE0) == 0xC0 && piece.size() >= 2) {
-    cp = (b(0) & 0x1Fu) << 6 | (b(1) & 0x3Fu);
-  } else if ((b(0) & 0xF0) == 0xE0 && piece.size() >= 3) {
-    cp = (b(0) & 0x0Fu) << 12 | (b(1) & 0x3Fu) << 6 | (b(2) & 0x3Fu);
-  }
+  char32_t cp = 0;
+  if (DecodeUtf8At(piece, 0, &cp) == 0) return false;
+  if (cp < 0x80) return !std::isalnum(static_cast<int>(cp));
   return (cp >= 0xA0 && cp <= 0xBF) || (cp >= 0x2000 && cp <= 0x206F) ||
          (cp >= 0x3000 && cp <= 0x303F);
 }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/utf8.h"
 #include "engine/sentencepiece_charsmap.h"
 
 namespace memoria {
@@ -86,15 +87,6 @@ int PieceByte(const std::string& piece) {
   return static_cast<int>(std::strtol(piece.substr(3, 2).c_str(), nullptr, 16));
 }
 
-// Length of the UTF-8 sequence a lead byte starts (1 for ASCII and for invalid leads, which the
-// decoder replaces on their own).
-int Utf8SequenceLength(int lead) {
-  if ((lead & 0xE0) == 0xC0) return 2;
-  if ((lead & 0xF0) == 0xE0) return 3;
-  if ((lead & 0xF8) == 0xF0) return 4;
-  return 1;
-}
-
 }  // namespace
 
 StatusOr<std::string> Tokenizer::Decode(const std::vector<int>& ids) const {
@@ -139,7 +131,7 @@ StatusOr<std::string> Tokenizer::DecodeIncrement(const std::vector<int>& previou
       const int b = PieceByte(sp_->IdToPiece(ids[p - 1]));
       if ((b & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
       const size_t have = ids.size() - (p - 1);
-      return have < static_cast<size_t>(Utf8SequenceLength(b)) ? p - 1 : ids.size();
+      return have < static_cast<size_t>(Utf8SequenceLength(static_cast<unsigned char>(b))) ? p - 1 : ids.size();
     }
     return ids.size();
   };

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <map>
 
+#include "base/utf8.h"
+
 namespace memoria {
 namespace {
 
@@ -18,36 +20,13 @@ std::vector<Unit> DecodeUtf8(std::string_view s) {
   out.reserve(s.size());
   size_t i = 0;
   while (i < s.size()) {
-    const auto b0 = static_cast<unsigned char>(s[i]);
-    int len = 0;
     char32_t cp = 0;
-    if (b0 < 0x80) {
-      len = 1;
-      cp = b0;
-    } else if ((b0 & 0xE0) == 0xC0) {
-      len = 2;
-      cp = b0 & 0x1F;
-    } else if ((b0 & 0xF0) == 0xE0) {
-      len = 3;
-      cp = b0 & 0x0F;
-    } else if ((b0 & 0xF8) == 0xF0) {
-      len = 4;
-      cp = b0 & 0x07;
-    }
-    bool ok = len > 0 && i + size_t(len) <= s.size();
-    for (int k = 1; ok && k < len; ++k) {
-      const auto b = static_cast<unsigned char>(s[i + size_t(k)]);
-      ok = (b & 0xC0) == 0x80;
-      cp = (cp << 6) | (b & 0x3F);
-    }
-    // Overlong forms and surrogates are invalid too.
-    static constexpr char32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-    ok = ok && cp >= kMin[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    if (ok) {
+    const int len = DecodeUtf8At(s, i, &cp);
+    if (len > 0) {
       out.push_back({cp, false});
-      i += size_t(len);
+      i += static_cast<size_t>(len);
     } else {
-      out.push_back({b0, true});
+      out.push_back({static_cast<unsigned char>(s[i]), true});
       ++i;
     }
   }
