@@ -6,7 +6,8 @@
 # bytes per token, compression ratio vs fp32, EM, F1, tokens/s, with the command, machine and date.
 #
 #   bench/run_qa_quality.sh MODEL_DIR [--limit N] [--codebooks FILE] [--vq-model DIR]
-#                           [--fid-model DIR] [--btr-model DIR]
+#                           [--fid-model DIR] [--btr-model DIR] [--name NAME]
+#                           [--lumen-model NAME=DIR]...
 #
 #   MODEL_DIR        the LUMEN reader (config.json + safetensors [+ spiece.model, lumen.json])
 #   --limit N        score the first N dev questions (default all)
@@ -16,6 +17,9 @@
 #                    built with those codebooks
 #   --fid-model DIR  the FiD-trained reader for the FiD row (default: MODEL_DIR in fid mode)
 #   --btr-model DIR  a BTR-trained reader: its own row, btr codec calibrated on its memory
+#   --name NAME      what MODEL_DIR's rows call it (default "LUMEN")
+#   --lumen-model NAME=DIR  another LUMEN reader: a row "NAME, fp32 memory" (repeatable; e.g. the
+#                    same initialisation trained with its memory encoder frozen and not)
 #
 # Defaults come from MODEL_DIR/lumen.json when the trainer exported one (alpha,
 # max_passage_tokens, passages_per_question). Environment overrides:
@@ -31,10 +35,14 @@
 #   (bench/results/qa_quality.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-COMMAND="bench/run_qa_quality.sh $*"
-[[ $# -ge 1 && $1 != --* ]] || { sed -n '2,32p' "$0" >&2; exit 2; }
+# The command as it can be pasted back: arguments with spaces or quotes are single-quoted.
+COMMAND="bench/run_qa_quality.sh"
+for arg in "$@"; do
+  if [[ $arg =~ [[:space:]\'\"] ]]; then COMMAND+=" '${arg//\'/\'\\\'\'}'"; else COMMAND+=" $arg"; fi
+done
+[[ $# -ge 1 && $1 != --* ]] || { sed -n '2,35p' "$0" >&2; exit 2; }
 MODEL=$1; shift
-LIMIT=0 CODEBOOKS="" VQ_MODEL="" FID_MODEL="" BTR_MODEL=""
+LIMIT=0 CODEBOOKS="" VQ_MODEL="" FID_MODEL="" BTR_MODEL="" NAME="LUMEN" OTHER_LUMEN=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --limit) LIMIT=$2; shift 2 ;;
@@ -42,6 +50,10 @@ while [[ $# -gt 0 ]]; do
     --vq-model) VQ_MODEL=$2; shift 2 ;;
     --fid-model) FID_MODEL=$2; shift 2 ;;
     --btr-model) BTR_MODEL=$2; shift 2 ;;
+    --name) NAME=$2; shift 2 ;;
+    --lumen-model)
+      [[ $2 == *=* ]] || { echo "--lumen-model wants NAME=DIR, got '$2'" >&2; exit 2; }
+      OTHER_LUMEN+=("$2"); shift 2 ;;
     *) echo "unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -146,10 +158,11 @@ fi
   || tail -1 "$WORK/eval_0.log" >> "$WORK/error_0.txt"
 rm -rf "$WORK/fid_store"
 
-row "LUMEN, fp32 memory" "$MODEL" none
-row "LUMEN, bf16 memory" "$MODEL" none:bf16
-for pq in $PQ_SETTINGS; do row "LUMEN + PQ (k-means on the frozen reader's memory)" "$MODEL" "$pq"; done
-row "LUMEN + BTR (offline calibration)" "$MODEL" btr
+row "$NAME, fp32 memory" "$MODEL" none
+for other in "${OTHER_LUMEN[@]}"; do row "${other%%=*}, fp32 memory" "${other#*=}" none; done
+row "$NAME, bf16 memory" "$MODEL" none:bf16
+for pq in $PQ_SETTINGS; do row "$NAME + PQ (k-means on the frozen reader's memory)" "$MODEL" "$pq"; done
+row "$NAME + BTR (offline calibration)" "$MODEL" btr
 if [[ -n $CODEBOOKS ]]; then
   GC=$($PY - "$CODEBOOKS" <<'PYEOF'
 import json, struct, sys
@@ -157,7 +170,7 @@ f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loa
 g, c, _ = h["codebooks"]["shape"]; print(f"pq:g={g},bits={16 if c > 256 else 8}")
 PYEOF
 )
-  row "LUMEN + imported codebooks ($(basename "$CODEBOOKS"))" "$MODEL" "$GC" --pq-codebooks "$CODEBOOKS"
+  row "$NAME + imported codebooks ($(basename "$CODEBOOKS"))" "$MODEL" "$GC" --pq-codebooks "$CODEBOOKS"
 fi
 if [[ -n $VQ_MODEL ]]; then
   VQ_CODEC=$($PY - "$VQ_MODEL/lumen.json" <<'PYEOF'
