@@ -128,10 +128,10 @@ StatusOr<std::string> Tokenizer::DecodeIncrement(const std::vector<int>& previou
     size_t run = ids.size();
     while (run > 0 && sp_->IsByte(ids[run - 1])) --run;
     for (size_t p = ids.size(); p > run; --p) {
-      const int b = PieceByte(sp_->IdToPiece(ids[p - 1]));
+      const auto b = static_cast<unsigned char>(PieceByte(sp_->IdToPiece(ids[p - 1])));
       if ((b & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
       const size_t have = ids.size() - (p - 1);
-      return have < static_cast<size_t>(Utf8SequenceLength(static_cast<unsigned char>(b))) ? p - 1 : ids.size();
+      return have < static_cast<size_t>(Utf8SequenceLength(b)) ? p - 1 : ids.size();
     }
     return ids.size();
   };
