@@ -190,10 +190,10 @@ CPU=$(lscpu | grep -E '^(Model name|CPU\(s\)):' | sed -E 's/  +/ /g' | paste -sd
 mkdir -p "$(dirname "$OUT")"
 $PY - "$WORK" "$COMMAND" "$START" "$CPU" "$LOAD_BEFORE" "$LOAD_AFTER" "$MODEL" "$QA" "$CORPUS_DESC" \
   "$ALPHA" "$MAX_TOKENS" "$PASSAGES" "$MAX_NEW" "$BEAMS" "$EXTRACTIVE" "$PQ_ITERATIONS" "$TRAIN_TOKENS" \
-  "${rows[@]}" > "$OUT" <<'PYEOF'
+  "$NAME" "${rows[@]}" > "$OUT" <<'PYEOF'
 import json, os, sys
 (work, command, start, cpu, lb, la, model, qa, corpus, alpha, max_tokens, passages, max_new, beams,
- extractive, iterations, train_tokens, *names) = sys.argv[1:]
+ extractive, iterations, train_tokens, reader_name, *names) = sys.argv[1:]
 reports = {}
 for i in range(len(names)):
     p = os.path.join(work, f"report_{i}.json")
@@ -214,7 +214,7 @@ print(f"Reader: `{model}`. Questions: the first {q} of `{qa}`; stored passages: 
       f"paragraphs ({iterations} k-means iterations). EM / F1: SQuAD v1.1 normalisation, "
       "`memoria eval-qa`. Tokens/s: answer = generated ids per second of decoding; encoder = "
       "question + passage ids per second of the (live) encoder.\n")
-print("| setting | codec | bytes/token | ratio vs fp32 | EM | F1 | EM vs LUMEN fp32 | answer tokens/s | encoder tokens/s |")
+print(f"| setting | codec | bytes/token | ratio vs fp32 | EM | F1 | EM vs {reader_name}, fp32 memory | answer tokens/s | encoder tokens/s |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for i, name in enumerate(names):
     r = reports.get(i)
