@@ -3,6 +3,17 @@
 #include <immintrin.h>
 
 namespace memoria {
+namespace {
+
+// Element i of a 16-bit array that may sit at any address: safetensors data offsets are relative
+// to a header of any length, so a file's f16/bf16 tensors need not be 2-byte aligned.
+inline uint16_t LoadU16(const void* src, int64_t i) {
+  uint16_t v;
+  std::memcpy(&v, static_cast<const char*>(src) + 2 * i, sizeof v);
+  return v;
+}
+
+}  // namespace
 
 const char* DTypeName(DType t) {
   switch (t) {
@@ -21,19 +32,17 @@ void ConvertToF32(DType from, const void* src, float* dst, int64_t n) {
     case DType::kF32:
       std::memcpy(dst, src, n * sizeof(float));
       return;
-    case DType::kBF16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(s[i]);
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(LoadU16(src, i));
       return;
-    }
     case DType::kF16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
+      const char* s = static_cast<const char*>(src);
       int64_t i = 0;
       for (; i + 8 <= n; i += 8) {
-        __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+        __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 2 * i));
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
       }
-      for (; i < n; ++i) dst[i] = F16ToF32(s[i]);
+      for (; i < n; ++i) dst[i] = F16ToF32(LoadU16(src, i));
       return;
     }
   }

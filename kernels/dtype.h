@@ -29,7 +29,8 @@ inline uint16_t F32ToBf16(float f) {
 float F16ToF32(uint16_t h);
 uint16_t F32ToF16(float f);
 
-// Converts n elements of type `from` at src to f32 at dst.
+// Converts n elements of type `from` at src to f32 at dst. src needs no alignment (a
+// safetensors tensor may start at any byte).
 void ConvertToF32(DType from, const void* src, float* dst, int64_t n);
 // Converts n f32 elements to bf16 (round to nearest even).
 void ConvertF32ToBf16(const float* src, uint16_t* dst, int64_t n);
