@@ -5,7 +5,8 @@
 //   iceformer_bench [--n=2048,4096,8192,16384] [--heads=2] [--head_dim=128] [--threads=2]
 //                   [--reps=3] [--data=clustered|topics|gaussian] [--modes=causal,bidirectional]
 //                   [--recall_queries=256] [--visits_per_k=N] [--candidates_per_k=N]
-//                   [--m=N] [--L=N] [--bands=N] [--band_ratio=X] [--exact_up_to=N]
+//                   [--search=scan|walk] [--m=N] [--L=N] [--bands=N] [--band_ratio=X]
+//                   [--exact_up_to=N]
 // (the search flags override the IceformerOptions defaults, for tuning runs).
 //
 // Data (per KV head): "clustered" = n / 128 tight clusters (cosine ~0.995 to their centre) whose
@@ -21,8 +22,8 @@
 //
 // Output: one markdown table row per (mode, n) on stdout: median wall time of `reps` runs of
 // the exact kernel and of IceFormer (index build included), speedup, recall of the true top-k
-// (and softmax-mass-weighted) over `recall_queries` sampled queries per head, relative L2 error vs the exact output, and
-// index bytes per key.
+// (and softmax-mass-weighted) over `recall_queries` sampled queries per head, relative L2 error
+// vs the exact output, and index bytes per key.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -53,6 +54,7 @@ struct Flags {
   int visits_per_k = -1;
   int candidates_per_k = -1;
   // Structure overrides (-1 = the IceformerOptions default), for tuning runs.
+  std::string search;  // "walk" or "scan"; empty = the default
   int m = -1;
   int L = -1;
   int bands = -1;
@@ -95,6 +97,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.visits_per_k = std::stoi(value);
     } else if (key == "--candidates_per_k") {
       f.candidates_per_k = std::stoi(value);
+    } else if (key == "--search") {
+      f.search = value;
     } else if (key == "--m") {
       f.m = std::stoi(value);
     } else if (key == "--L") {
@@ -232,14 +236,17 @@ int Main(int argc, char** argv) {
   IceformerOptions o;
   if (f.visits_per_k > 0) o.visits_per_k = f.visits_per_k;
   if (f.candidates_per_k > 0) o.candidates_per_k = f.candidates_per_k;
+  if (f.search == "walk") o.search = DciSearch::kWalk;
+  if (f.search == "scan") o.search = DciSearch::kScan;
   if (f.m > 0) o.num_simple = f.m;
   if (f.L > 0) o.num_composite = f.L;
   if (f.bands > 0) o.num_bands = f.bands;
   if (f.band_ratio > 0.0f) o.band_ratio = f.band_ratio;
   if (f.exact_up_to >= 0) o.exact_up_to = f.exact_up_to;
-  std::printf("data=%s heads=%d head_dim=%d threads=%d reps=%d m=%d L=%d bands=%d "
+  std::printf("data=%s heads=%d head_dim=%d threads=%d reps=%d search=%s m=%d L=%d bands=%d "
               "band_ratio=%.3f candidates_per_k=%d visits_per_k=%d exact_up_to=%ld\n\n",
-              f.data.c_str(), f.heads, f.head_dim, f.threads, f.reps, o.num_simple,
+              f.data.c_str(), f.heads, f.head_dim, f.threads, f.reps,
+              o.search == DciSearch::kScan ? "scan" : "walk", o.num_simple,
               o.num_composite, o.num_bands, o.band_ratio, o.candidates_per_k, o.visits_per_k,
               static_cast<long>(o.exact_up_to));
   std::printf("| mode | n | k | exact ms | iceformer ms | speedup | recall | mass recall | "

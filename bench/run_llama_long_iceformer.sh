@@ -13,8 +13,9 @@
 #   default "0,10,20,50"), EXACT_UP_TO (queries seeing <= this many keys stay exact; 256),
 #   BUDGETS (search budgets "candidates_per_k:visits_per_k", each a run; default
 #   "1000:10000 20:200 4:40": an exhaustive search (what top-k truncation alone costs),
-#   the IceformerOptions default and a small one), LAYERS (upper), THREADS (all cores),
-#   OUT (bench/results/llama_long_iceformer.md).
+#   the walk's former default and a small one), SEARCH (scan, the default, or walk: how the DCI
+#   index finds candidates, kernels/dci_index.h; visits bound the walk only), LAYERS (upper),
+#   THREADS (all cores), OUT (bench/results/llama_long_iceformer.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMMAND="bench/run_llama_long_iceformer.sh $*"
@@ -26,6 +27,7 @@ WINDOWS=${WINDOWS:-8}
 KS=${KS:-0,10,20,50}
 EXACT_UP_TO=${EXACT_UP_TO:-256}
 BUDGETS=${BUDGETS:-1000:10000 20:200 4:40}
+SEARCH=${SEARCH:-scan}
 LAYERS=${LAYERS:-upper}
 THREADS=${THREADS:-0}
 OUT=${OUT:-bench/results/llama_long_iceformer.md}
@@ -45,16 +47,17 @@ for ctx in $CONTEXTS; do
     "$MEMORIA" eval-lm --model "$MODEL" --ids "$MODEL/heldout_ids.json" --context "$ctx" \
       --windows "$WINDOWS" --iceformer-k "$KS" --iceformer-exact-up-to "$EXACT_UP_TO" \
       --iceformer-candidates-per-k "${budget%%:*}" --iceformer-visits-per-k "${budget##*:}" \
-      --iceformer-layers "$LAYERS" --threads "$THREADS" \
+      --iceformer-search "$SEARCH" --iceformer-layers "$LAYERS" --threads "$THREADS" \
       --report "$REPORTS/ctx${ctx}_budget${budget/:/x}.json"
     RUNS+=("$ctx:$budget")
   done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-/usr/bin/python3 - "$OUT" "$REPORTS" "$COMMAND" "$LOAD_BEFORE" "$LOAD_AFTER" "$EXACT_UP_TO" "${RUNS[@]}" <<'EOF'
+/usr/bin/python3 - "$OUT" "$REPORTS" "$COMMAND" "$LOAD_BEFORE" "$LOAD_AFTER" "$EXACT_UP_TO" \
+  "$SEARCH" "${RUNS[@]}" <<'EOF'
 import json, os, sys, time
-out, reports, command, load_before, load_after, exact_up_to, *runs = sys.argv[1:]
+out, reports, command, load_before, load_after, exact_up_to, search, *runs = sys.argv[1:]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 rows = []
 for run in runs:
@@ -78,14 +81,15 @@ layers, {head['num_heads']} query / {head['num_kv_heads']} KV heads of dim {head
 and tinyshakespeare that training never saw), {head['windows']} windows per context, evenly
 spaced; every position of a window scored (next-token perplexity over all of them). IceFormer in
 the layers listed; queries that see more than {exact_up_to} keys are searched (the others exact);
-budget = candidates_per_k / visits_per_k (k0 = c k admitted candidates, k1 = v k visited entries);
+search: {search} (kernels/dci_index.h); budget = candidates_per_k / visits_per_k (k0 = c k
+admitted candidates, k1 = v k visited entries, the walk only);
 agreement = argmax equal to the exact model's; KL = mean KL(exact || IceFormer) in nats;
 "score kept" = exact perplexity / IceFormer perplexity. Attention seconds: the attention kernels
 of all layers (IceFormer's index builds included), summed over windows; speedup vs exact.
 
 Command: `{command}` (each context: `memoria eval-lm --model MODEL --ids MODEL/heldout_ids.json
 --context N --windows W --iceformer-k KS --iceformer-exact-up-to E --iceformer-candidates-per-k C
---iceformer-visits-per-k V --iceformer-layers L`)
+--iceformer-visits-per-k V --iceformer-search S --iceformer-layers L`)
 Machine: {cpu}, {os.cpu_count()} cores, {head['threads']} threads; load average before
 {load_before}, after {load_after}. Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.
 Reports: `{reports}/ctx*.json`.

@@ -137,16 +137,19 @@ TEST_F(T5IceformerTest, TopKCoveringAllKeysEqualsExact) {
 }
 
 // At the default k (30 of 1152 keys) the decoder keeps the top of each cross-attention
-// distribution only. Two search budgets: exhaustive (every key a candidate: the true top-30, so
-// the error is the dropped attention mass alone) and the default one (at most 20 k = 600
-// candidates per query). The keys of this random-weight model have none of the cluster structure
-// of trained models' keys (on which the kernel's tests measure recall >= 0.99), and the default
-// budget's random-projection walk misses part of the top-30 here.
+// distribution only. Three search budgets: exhaustive (every key a candidate: the true top-30, so
+// the error is the dropped attention mass alone), the default one (5 k = 150 candidates per
+// query, tuned on structured keys) and 20 k = 600 candidates (the walk's former default). The
+// keys of this random-weight model have none of the cluster structure of trained models' keys
+// (on which the kernel's tests measure recall >= 0.99), so a random-projection search misses
+// part of the top-30 here, the more the smaller its budget.
 // Measured over 4 requests (greedy, 8 tokens each, teacher-forced on the exact path's answer):
 //   exhaustive: answers equal on 4 of 4; logits' relative L2 error 0.002 .. 0.024
-//   default:    answers equal on 0 of 4; logits' relative L2 error 0.21 .. 0.43
+//   default:    answers equal on 0 of 4; logits' relative L2 error 0.50 .. 0.73
+//   20 k:       answers equal on 0 of 4; logits' relative L2 error up to 0.435 (the walk at
+//               this budget: up to 0.428)
 // Asserted: exhaustive at least 3 of 4 answers equal and every error < 0.1; default every error
-// < 0.6.
+// < 0.85; 20 k every error < 0.6.
 TEST_F(T5IceformerTest, DefaultTopKStaysCloseToExact) {
   const int kRequests = 4;
   std::vector<Request> requests;
@@ -155,9 +158,17 @@ TEST_F(T5IceformerTest, DefaultTopKStaysCloseToExact) {
     requests.push_back(MakeRequest(100 + i));
     exact.push_back(Answer(requests.back(), 1, T5IceformerSettings()));
   }
-  for (bool exhaustive : {true, false}) {
+  struct Budget {
+    const char* name;
+    int candidates_per_k;
+    double max_error;
+  };
+  const Budget budgets[] = {{"exhaustive", 1 << 20, 0.1},
+                            {"default", IceformerOptions().candidates_per_k, 0.85},
+                            {"20 k", 20, 0.6}};
+  for (const Budget& budget : budgets) {
     T5IceformerSettings ice = Ice();
-    if (exhaustive) ice.options.candidates_per_k = ice.options.visits_per_k = 1 << 20;
+    ice.options.candidates_per_k = budget.candidates_per_k;
     EXPECT_EQ(IceformerTopK(ice.options, kKeys), 30);
     int equal = 0;
     double worst = 0.0;
@@ -172,14 +183,13 @@ TEST_F(T5IceformerTest, DefaultTopKStaysCloseToExact) {
       const double rel = std::sqrt(
           testing::Nmse(got.data(), want_logits.data(), static_cast<long>(want_logits.size())));
       std::printf("[ t5 iceformer ] %s budget, request %d: answers %s, logits relative L2 %.4f\n",
-                  exhaustive ? "exhaustive" : "default", i,
-                  approx.tokens == exact[i].tokens ? "equal" : "differ", rel);
+                  budget.name, i, approx.tokens == exact[i].tokens ? "equal" : "differ", rel);
       worst = std::max(worst, rel);
-      EXPECT_LT(rel, exhaustive ? 0.1 : 0.6) << "request " << i << " exhaustive " << exhaustive;
+      EXPECT_LT(rel, budget.max_error) << "request " << i << ", " << budget.name << " budget";
     }
     std::printf("[ t5 iceformer ] %s budget: %d of %d answers equal, max relative L2 %.4f\n",
-                exhaustive ? "exhaustive" : "default", equal, kRequests, worst);
-    if (exhaustive) {
+                budget.name, equal, kRequests, worst);
+    if (budget.candidates_per_k == 1 << 20) {
       EXPECT_GE(equal, kRequests - 1);
     }
   }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -35,6 +36,37 @@ inline float Dot(const float* a, const float* b, int n) {
   return sum;
 }
 
+// out[r] = Dot(q, row_r, n) for four rows at once: q is read once per four rows and the four
+// products are independent FMA chains.
+inline void Dot4(const float* q, const float* r0, const float* r1, const float* r2,
+                 const float* r3, int n, float out[4]) {
+  int i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(q + i);
+    a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r0 + i), a0);
+    a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r1 + i), a1);
+    a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r2 + i), a2);
+    a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(r3 + i), a3);
+  }
+  // Horizontal sums of the four accumulators: lanes 0..3 of s hold rows 0..3.
+  const __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
+  const __m256 h = _mm256_hadd_ps(h01, h23);
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  _mm_storeu_ps(out, s);
+#else
+  out[0] = out[1] = out[2] = out[3] = 0.0f;
+#endif
+  for (; i < n; ++i) {
+    out[0] += q[i] * r0[i];
+    out[1] += q[i] * r1[i];
+    out[2] += q[i] * r2[i];
+    out[3] += q[i] * r3[i];
+  }
+}
+
 // sum_i q[i] * code[i] over int8 codes (the caller multiplies by the key's scale).
 inline float DotInt8(const float* q, const int8_t* code, int n) {
   int i = 0;
@@ -58,14 +90,68 @@ inline float DotInt8(const float* q, const int8_t* code, int n) {
   return sum;
 }
 
-// Heap order for the top-k: a "less than" b when a is the better result, so the heap's front is
-// the worst kept result. Ties go to the smaller id, which makes results independent of the order
+// Order of results: a "less than" b when a is the better result (in a heap, the front is the
+// worst kept result). Ties go to the smaller id, which makes results independent of the order
 // in which candidates are found.
 inline bool Better(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
   return a.first > b.first || (a.first == b.first && a.second < b.second);
 }
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Rank key of a result: a larger key is a better result (Better's order: higher score, ties to
+// the smaller id), and no two results share one. High half: the score's bits made to order as
+// unsigned integers (-0 counts as +0); low half: the id, inverted.
+inline uint64_t RankKey(float score, int32_t id) {
+  if (score == 0.0f) score = 0.0f;
+  uint32_t bits;
+  std::memcpy(&bits, &score, sizeof(bits));
+  bits = (bits & 0x80000000u) != 0 ? ~bits : bits | 0x80000000u;
+  return (uint64_t{bits} << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(id));
+}
+inline int32_t RankKeyId(uint64_t key) {
+  return static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(key));
+}
+inline float RankKeyScore(uint64_t key) {
+  uint32_t bits = static_cast<uint32_t>(key >> 32);
+  bits = (bits & 0x80000000u) != 0 ? bits & 0x7FFFFFFFu : ~bits;
+  float score;
+  std::memcpy(&score, &bits, sizeof(score));
+  return score;
+}
+
+// Moves the min(n, k) largest of the distinct keys[0 .. n) to the front, largest first, and
+// returns how many. The k-th largest is found by radix selection, 8 bits at a time from the top
+// (a histogram pass over the keys that share the bits fixed so far), which has no
+// data-dependent branch: a comparison sort or nth_element of a few hundred scores mispredicts
+// on about every other comparison, and cost more than scoring the candidates.
+size_t SelectBest(uint64_t* keys, size_t n, size_t k) {
+  if (n > k) {
+    uint64_t prefix = 0, fixed = 0;  // the k-th key's top bits found so far, and their mask
+    size_t need = k;                 // keys still wanted among those that share `prefix`
+    for (int shift = 56; shift >= 0; shift -= 8) {
+      uint32_t hist[256] = {};
+      for (size_t i = 0; i < n; ++i) {
+        hist[(keys[i] >> shift) & 0xFF] += (keys[i] & fixed) == prefix;
+      }
+      int bucket = 255;
+      while (hist[bucket] < need) need -= hist[bucket--];
+      prefix |= uint64_t(bucket) << shift;
+      fixed |= uint64_t{0xFF} << shift;
+      if (hist[bucket] == need) break;  // the whole bucket is wanted (always by the last byte)
+    }
+    // Exactly k keys have top bits >= prefix.
+    size_t out = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t key = keys[i];
+      keys[out] = key;
+      out += (key & fixed) >= prefix;
+    }
+    n = out;
+  }
+  std::sort(keys, keys + n, std::greater<uint64_t>());
+  return n;
+}
 
 }  // namespace
 
@@ -144,13 +230,23 @@ Status DciIndex::Reset(const float* keys, int64_t stride, int64_t capacity, floa
     band.lists.resize(num_lists());
     for (auto& list : band.lists) {
       // One band: its arrays will hold every key, so reserve them now (no allocation in Add).
-      if (options_.num_bands == 1) list.reserve(capacity_ + 2);
+      if (options_.num_bands == 1 && options_.search == DciSearch::kWalk) {
+        list.reserve(capacity_ + 2);
+      }
       list.assign({kLowSentinel, kHighSentinel});
     }
   }
   band_of_.assign(capacity_, 0);
-  codes_.assign(static_cast<size_t>(capacity_) * dim_, 0);
-  code_scales_.assign(capacity_, 0.0f);
+  const bool scan = options_.search == DciSearch::kScan;
+  scan_proj_.assign(scan ? static_cast<size_t>(capacity_) * num_lists() : 0, 0);
+  scan_radius_.assign(scan ? capacity_ : 0, 0);
+  float min_radius = 1.0f;
+  for (const Band& band : bands_) min_radius = std::min(min_radius, band.query_radius);
+  scan_unit_ = 16383.0f * min_radius / 2.0f;
+  band_members_.assign(options_.num_bands, {});
+  // The int8 codes screen the walk's many candidates; the scan's few are scored exactly.
+  codes_.assign(scan ? 0 : static_cast<size_t>(capacity_) * dim_, 0);
+  code_scales_.assign(scan ? 0 : capacity_, 0.0f);
   return Status::Ok();
 }
 
@@ -171,6 +267,7 @@ void DciIndex::Add(const ThreadPool& pool, int64_t count) {
   const int lists = num_lists();
   const int d = dim_;
   const int64_t base = size_;
+  const bool scan = options_.search == DciSearch::kScan;
   block_proj_.resize(static_cast<size_t>(count) * lists);
   // Projections of T_K(k) = [k / c_b, sqrt(1 - |k|^2 / c_b^2)] onto every direction.
   pool.ParallelFor(count, [&](int64_t begin, int64_t end) {
@@ -185,6 +282,19 @@ void DciIndex::Add(const ThreadPool& pool, int64_t count) {
       for (int list = 0; list < lists; ++list) {
         const float* u = &directions_[static_cast<size_t>(list) * (d + 1)];
         block_proj_[j * lists + list] = Dot(u, key, d) * inv_bound + u[d] * last;
+      }
+      if (scan) {
+        // (u . T_K(k) - u_(d+1) h_b) / r_b: the query side is then u . q / |q| for every band.
+        const Band& band = bands_[b];
+        const float inv_radius = 1.0f / band.query_radius;
+        for (int list = 0; list < lists; ++list) {
+          const float u_last = directions_[static_cast<size_t>(list) * (d + 1) + d];
+          const float p = (block_proj_[j * lists + list] - u_last * band.query_height) * inv_radius;
+          scan_proj_[static_cast<size_t>(list) * capacity_ + base + j] = ToScanFixed(p);
+        }
+        scan_radius_[base + j] =
+            static_cast<int16_t>(std::min(32767.0f, std::nearbyint(band.query_radius * 32768.0f)));
+        continue;
       }
       // Symmetric int8 code of the key (scale = max |k_i| / 127), for candidate screening.
       float amax = 0.0f;
@@ -201,6 +311,15 @@ void DciIndex::Add(const ThreadPool& pool, int64_t count) {
   const int num_bands = options_.num_bands;
   std::vector<int64_t> new_in_band(num_bands, 0);
   for (int64_t j = 0; j < count; ++j) ++new_in_band[band_of_[base + j]];
+  if (scan) {
+    // The projection table is the whole index: appending rows keeps it in id order.
+    for (int64_t j = 0; j < count; ++j) {
+      band_members_[band_of_[base + j]].push_back(static_cast<int32_t>(base + j));
+    }
+    for (int b = 0; b < num_bands; ++b) bands_[b].size += new_in_band[b];
+    size_ += count;
+    return;
+  }
   // One task per (band, list) that receives keys.
   pool.ParallelForDynamic(int64_t{num_bands} * lists, 1, [&](int64_t begin, int64_t end) {
     std::vector<Entry> block;
@@ -266,7 +385,8 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
 
   const int m = options_.num_simple, num_composite = options_.num_composite;
   const int lists = num_lists();
-  if (scratch->counts_.size() != static_cast<size_t>(num_composite) * capacity_) {
+  if (options_.search == DciSearch::kWalk &&
+      scratch->counts_.size() != static_cast<size_t>(num_composite) * capacity_) {
     scratch->counts_.assign(static_cast<size_t>(num_composite) * capacity_, 0);
   }
   // u . q / |q| for every direction: shared by all bands (only the embedding's radius and
@@ -277,72 +397,13 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
     scratch->qdir_[list] = Dot(&directions_[static_cast<size_t>(list) * (d + 1)], q, d) * inv_qnorm;
   }
 
-  // Walk state of every (non-empty band, list): the query's projection and the visited window
-  // (lo, hi) exclusive: entries lo + 1 .. hi - 1 have been visited, lo and hi come next.
-  auto& walk = scratch->walk_;
-  walk.clear();
-  std::vector<int>& band_ids = scratch->band_ids_;
-  band_ids.clear();
   std::vector<int32_t>& cand = scratch->candidates_;
   cand.clear();
   // The first keys are always candidates (opts.first_keys; see DciQueryOptions).
   const int64_t first = std::min<int64_t>(std::max(0, opts.first_keys), limit);
   for (int64_t id = 0; id < first; ++id) cand.push_back(static_cast<int32_t>(id));
-  float radius = kInf;
-  int64_t largest = 0;
-  for (const Band& band : bands_) largest = std::max(largest, band.size);
-  for (int b = 0; b < static_cast<int>(bands_.size()); ++b) {
-    const Band& band = bands_[b];
-    const int64_t n = band.size;
-    if (n == 0) continue;
-    if (n <= k) {
-      // A band of at most k keys is taken whole: the one walk over all bands stops when the
-      // large bands have filled the budget, and would otherwise miss an outlier that sits alone
-      // in its band (often the key that matters most, e.g. an attention sink of large norm).
-      const Entry* a = band.lists[0].data() + 1;
-      for (int64_t i = 0; i < n; ++i) {
-        if (a[i].id < limit && a[i].id >= first) cand.push_back(a[i].id);
-      }
-      continue;
-    }
-    band_ids.push_back(b);
-    // Starting radius: the reach of max(k / 2, n / 32) entries on each side of the query in the
-    // tightest list of the largest band (measured: a few rounds below the final radius; the
-    // rounds grow it geometrically, and small bands would give a radius far too small).
-    const int64_t probe =
-        n == largest
-            ? std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(k / 2 + 1, n / 32), n / 2))
-            : 0;
-    for (int list = 0; list < lists; ++list) {
-      const float* u = &directions_[static_cast<size_t>(list) * (d + 1)];
-      // Projection of T_Q,b(q) = [r q / |q|, sqrt(1 - r^2)].
-      const float qp = scratch->qdir_[list] * band.query_radius + u[d] * band.query_height;
-      const Entry* a = band.lists[list].data() + 1;  // a[-1], a[n]: sentinels
-      const int64_t pos =
-          std::lower_bound(a, a + n, qp, [](const Entry& e, float v) { return e.proj < v; }) - a;
-      walk.push_back({a, qp, pos - 1, pos});
-      if (probe == 0) continue;
-      const int64_t l_at = std::max<int64_t>(-1, pos - probe), r_at = std::min(n, pos + probe - 1);
-      radius = std::min(radius, std::min(qp - a[l_at].proj, a[r_at].proj - qp));
-    }
-  }
-  if (!(radius < kInf)) radius = 0.0f;  // tiny bands: the rounds grow it until exhausted
-  radius = std::max(radius, 1e-6f);
-
-  // The walk, in rounds of growing radius r over every band at once: all entries within r of the
-  // query's projection are visited, in every list, before any entry beyond r. A key is admitted
-  // (becomes a candidate) when its largest projection gap over the m lists of a composite index
-  // is <= r: the admission order of Prioritized DCI's priority queue (which visits entries in
-  // increasing gap across the m lists), up to the order inside one round. A round is a
-  // branch-light sequential scan, where a per-entry priority queue pays a mispredicted branch per
-  // visit; and one walk over all bands spends the budget where the query's neighbours are,
-  // instead of a fixed share per band. After each round the new candidates are screened, and
-  // bands that cannot reach the top-k (|q| * upper norm below the bound T) are dropped.
   const int64_t max_admitted = int64_t{std::max(1, opts.max_candidates)} * num_composite;
-  const int64_t max_visits = int64_t{std::max(1, opts.max_visits)} * num_composite;
-  int64_t admitted = 0, visits = 0;
-  size_t scored = 0;
-  int active = static_cast<int>(band_ids.size());  // bands [0, active) of band_ids still walked
+
   constexpr size_t kAhead = 8;  // candidates prefetched ahead of the one being scored
   auto prefetch = [&](int32_t id) {
     const char* row = reinterpret_cast<const char*>(&codes_[static_cast<size_t>(id) * d]);
@@ -363,55 +424,9 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
   auto& lower = scratch->lower_;    // min-heap of the k largest lower ends (front: T)
   screen.clear();
   lower.clear();
-  for (;;) {
-    bool exhausted = true;
-    for (int bi = 0; bi < active; ++bi) {
-      const int64_t n = bands_[band_ids[bi]].size;
-      for (int l = 0; l < num_composite; ++l) {
-        uint8_t* counts = scratch->counts_.data() + static_cast<size_t>(l) * capacity_;
-        auto admit = [&](int32_t id) {
-          // Already a candidate through another composite index (the composite indices walk in
-          // the same rounds, so any of them may have admitted it first).
-          bool seen = false;
-          for (int e = 0; e < num_composite; ++e) {
-            seen |= e != l && scratch->counts_[static_cast<size_t>(e) * capacity_ + id] == m;
-          }
-          if (!seen) cand.push_back(id);
-          ++admitted;
-        };
-        for (int s = 0; s < m; ++s) {
-          DciScratch::Walk& w = walk[static_cast<size_t>(bi) * lists + l * m + s];
-          const Entry* a = static_cast<const Entry*>(w.entries);
-          const float qp = w.qp;
-          // The sentinels' +-inf projections end each scan without a bounds check.
-          // Hidden keys (causal: future ones) are skipped and not counted as visits, so the
-          // budget buys the same number of visible entries whatever the block structure.
-          int64_t i = w.lo, hidden = 0;
-          for (; qp - a[i].proj <= radius; --i) {
-            const int32_t id = a[i].id;
-            if (id >= limit) {
-              ++hidden;
-              continue;
-            }
-            if (++counts[id] == m && id >= first) admit(id);
-          }
-          visits += w.lo - i;
-          w.lo = i;
-          i = w.hi;
-          for (; a[i].proj - qp <= radius; ++i) {
-            const int32_t id = a[i].id;
-            if (id >= limit) {
-              ++hidden;
-              continue;
-            }
-            if (++counts[id] == m && id >= first) admit(id);
-          }
-          visits += i - w.hi - hidden;
-          w.hi = i;
-          exhausted &= w.lo < 0 && w.hi >= n;
-        }
-      }
-    }
+  // Screens the candidates admitted since the last call (cand[scored ..]).
+  size_t scored = 0;
+  auto screen_new = [&]() {
     // Screen the round's new candidates by their int8 codes: each gets a bracket
     // [approx - err, approx + err] around its exact score. The k-th largest lower end seen so
     // far, T, is a lower bound of the final k-th best exact score.
@@ -434,18 +449,137 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
       }
     }
     scored = cand.size();
-    if (exhausted || admitted >= max_admitted || visits >= max_visits) break;
-    // Every key of a band and of the bands after it (smaller norms) scores at most
-    // |q| * upper_norm: once that is below T, none of them can enter the top-k.
-    if (static_cast<int>(lower.size()) == k) {
-      while (active > 0 && qnorm * bands_[band_ids[active - 1]].upper_norm < lower.front()) {
-        --active;
+  };
+
+  auto& walk = scratch->walk_;
+  walk.clear();
+  std::vector<int>& band_ids = scratch->band_ids_;
+  band_ids.clear();
+  if (options_.search == DciSearch::kScan) {
+    AdmitByScan(limit, first, k, max_admitted, scratch);
+    // Not screened: the scan's few candidates (a few k, in increasing id order) cost less to
+    // score exactly, four rows per pass, than to screen one code at a time.
+    for (const int32_t id : cand) screen.push_back({kInf, id});
+  } else {
+    // Walk state of every (non-empty band, list): the query's projection and the visited window
+    // (lo, hi) exclusive: entries lo + 1 .. hi - 1 have been visited, lo and hi come next.
+    float radius = kInf;
+    int64_t largest = 0;
+    for (const Band& band : bands_) largest = std::max(largest, band.size);
+    for (int b = 0; b < static_cast<int>(bands_.size()); ++b) {
+      const Band& band = bands_[b];
+      const int64_t n = band.size;
+      if (n == 0) continue;
+      if (n <= k) {
+        // A band of at most k keys is taken whole: the one walk over all bands stops when the
+        // large bands have filled the budget, and would otherwise miss an outlier that sits alone
+        // in its band (often the key that matters most, e.g. an attention sink of large norm).
+        const Entry* a = band.lists[0].data() + 1;
+        for (int64_t i = 0; i < n; ++i) {
+          if (a[i].id < limit && a[i].id >= first) cand.push_back(a[i].id);
+        }
+        continue;
       }
-      if (active == 0) break;
+      band_ids.push_back(b);
+      // Starting radius: the reach of max(k / 2, n / 32) entries on each side of the query in the
+      // tightest list of the largest band (measured: a few rounds below the final radius; the
+      // rounds grow it geometrically, and small bands would give a radius far too small).
+      const int64_t probe =
+          n == largest
+              ? std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(k / 2 + 1, n / 32), n / 2))
+              : 0;
+      for (int list = 0; list < lists; ++list) {
+        const float* u = &directions_[static_cast<size_t>(list) * (d + 1)];
+        // Projection of T_Q,b(q) = [r q / |q|, sqrt(1 - r^2)].
+        const float qp = scratch->qdir_[list] * band.query_radius + u[d] * band.query_height;
+        const Entry* a = band.lists[list].data() + 1;  // a[-1], a[n]: sentinels
+        const int64_t pos =
+            std::lower_bound(a, a + n, qp, [](const Entry& e, float v) { return e.proj < v; }) - a;
+        walk.push_back({a, qp, pos - 1, pos});
+        if (probe == 0) continue;
+        const int64_t l_at = std::max<int64_t>(-1, pos - probe);
+        const int64_t r_at = std::min(n, pos + probe - 1);
+        radius = std::min(radius, std::min(qp - a[l_at].proj, a[r_at].proj - qp));
+      }
     }
-    // Grow faster while few candidates have come (the radius is still far below the
-    // neighbours' distance), then in finer steps so the budget is not overshot by much.
-    radius *= admitted * 8 < max_admitted ? 1.5f : 1.2f;
+    if (!(radius < kInf)) radius = 0.0f;  // tiny bands: the rounds grow it until exhausted
+    radius = std::max(radius, 1e-6f);
+
+    // The walk, in rounds of growing radius r over every band at once: all entries within r of the
+    // query's projection are visited, in every list, before any entry beyond r. A key is admitted
+    // (becomes a candidate) when its largest projection gap over the m lists of a composite index
+    // is <= r: the admission order of Prioritized DCI's priority queue (which visits entries in
+    // increasing gap across the m lists), up to the order inside one round. A round is a
+    // branch-light sequential scan, where a per-entry priority queue pays a mispredicted branch per
+    // visit; and one walk over all bands spends the budget where the query's neighbours are,
+    // instead of a fixed share per band. After each round the new candidates are screened, and
+    // bands that cannot reach the top-k (|q| * upper norm below the bound T) are dropped.
+    const int64_t max_visits = int64_t{std::max(1, opts.max_visits)} * num_composite;
+    int64_t admitted = 0, visits = 0;
+    int active = static_cast<int>(band_ids.size());  // bands [0, active) of band_ids still walked
+    for (;;) {
+      bool exhausted = true;
+      for (int bi = 0; bi < active; ++bi) {
+        const int64_t n = bands_[band_ids[bi]].size;
+        for (int l = 0; l < num_composite; ++l) {
+          uint8_t* counts = scratch->counts_.data() + static_cast<size_t>(l) * capacity_;
+          auto admit = [&](int32_t id) {
+            // Already a candidate through another composite index (the composite indices walk in
+            // the same rounds, so any of them may have admitted it first).
+            bool seen = false;
+            for (int e = 0; e < num_composite; ++e) {
+              seen |= e != l && scratch->counts_[static_cast<size_t>(e) * capacity_ + id] == m;
+            }
+            if (!seen) cand.push_back(id);
+            ++admitted;
+          };
+          for (int s = 0; s < m; ++s) {
+            DciScratch::Walk& w = walk[static_cast<size_t>(bi) * lists + l * m + s];
+            const Entry* a = static_cast<const Entry*>(w.entries);
+            const float qp = w.qp;
+            // The sentinels' +-inf projections end each scan without a bounds check.
+            // Hidden keys (causal: future ones) are skipped and not counted as visits, so the
+            // budget buys the same number of visible entries whatever the block structure.
+            int64_t i = w.lo, hidden = 0;
+            for (; qp - a[i].proj <= radius; --i) {
+              const int32_t id = a[i].id;
+              if (id >= limit) {
+                ++hidden;
+                continue;
+              }
+              if (++counts[id] == m && id >= first) admit(id);
+            }
+            visits += w.lo - i;
+            w.lo = i;
+            i = w.hi;
+            for (; a[i].proj - qp <= radius; ++i) {
+              const int32_t id = a[i].id;
+              if (id >= limit) {
+                ++hidden;
+                continue;
+              }
+              if (++counts[id] == m && id >= first) admit(id);
+            }
+            visits += i - w.hi - hidden;
+            w.hi = i;
+            exhausted &= w.lo < 0 && w.hi >= n;
+          }
+        }
+      }
+      screen_new();
+      if (exhausted || admitted >= max_admitted || visits >= max_visits) break;
+      // Every key of a band and of the bands after it (smaller norms) scores at most
+      // |q| * upper_norm: once that is below T, none of them can enter the top-k.
+      if (static_cast<int>(lower.size()) == k) {
+        while (active > 0 && qnorm * bands_[band_ids[active - 1]].upper_norm < lower.front()) {
+          --active;
+        }
+        if (active == 0) break;
+      }
+      // Grow faster while few candidates have come (the radius is still far below the
+      // neighbours' distance), then in finer steps so the budget is not overshot by much.
+      radius *= admitted * 8 < max_admitted ? 1.5f : 1.2f;
+    }
   }
 
   // Exact scores for the candidates whose upper end reaches T (a candidate below it scores less
@@ -456,26 +590,34 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
   for (const auto& item : screen) {
     if (!(item.first < threshold)) screen[kept++] = item;
   }
+  // Scored in place, four rows per pass (one read of q per four rows), key rows prefetched a
+  // few ahead; then the k best are selected and sorted by their rank keys (a strict order: ties
+  // go to the smaller id, so the result does not depend on the candidates' order).
   const int64_t row_bytes = static_cast<int64_t>(d) * static_cast<int64_t>(sizeof(float));
   auto prefetch_row = [&](int32_t id) {
     const char* row = reinterpret_cast<const char*>(keys_ + id * stride_);
     for (int64_t off = 0; off < row_bytes; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
   };
-  constexpr size_t kRowsAhead = 4;
+  constexpr size_t kRowsAhead = 8;
   for (size_t c = 0; c < std::min(kept, kRowsAhead); ++c) prefetch_row(screen[c].second);
-  for (size_t c = 0; c < kept; ++c) {
-    if (c + kRowsAhead < kept) prefetch_row(screen[c + kRowsAhead].second);
-    const int32_t id = screen[c].second;
-    const std::pair<float, int32_t> item(Dot(q, keys_ + id * stride_, d), id);
-    if (static_cast<int>(heap.size()) < k) {
-      heap.push_back(item);
-      std::push_heap(heap.begin(), heap.end(), Better);
-    } else if (Better(item, heap.front())) {
-      std::pop_heap(heap.begin(), heap.end(), Better);
-      heap.back() = item;
-      std::push_heap(heap.begin(), heap.end(), Better);
+  for (size_t c = 0; c < kept; c += 4) {
+    for (size_t p = c + kRowsAhead; p < std::min(kept, c + kRowsAhead + 4); ++p) {
+      prefetch_row(screen[p].second);
     }
+    // A last pass of fewer than four rows repeats its last row, so every score comes from the
+    // same arithmetic whatever the candidate's place in the list.
+    const float* rows[4];
+    for (size_t r = 0; r < 4; ++r) {
+      rows[r] = keys_ + screen[std::min(c + r, kept - 1)].second * stride_;
+    }
+    float four[4];
+    Dot4(q, rows[0], rows[1], rows[2], rows[3], d, four);
+    for (size_t r = 0; r < 4 && c + r < kept; ++r) screen[c + r].first = four[r];
   }
+  std::vector<uint64_t>& ranked = scratch->ranked_;
+  ranked.resize(kept);
+  for (size_t c = 0; c < kept; ++c) ranked[c] = RankKey(screen[c].first, screen[c].second);
+  const size_t found = SelectBest(ranked.data(), kept, static_cast<size_t>(k));
 
   // Clear the visit counts by walking the visited windows again (cheaper than a list of touched
   // ids: no store per first visit).
@@ -488,13 +630,11 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
     }
   }
 
-  std::sort(heap.begin(), heap.end(), Better);
-  const int found = static_cast<int>(heap.size());
-  for (int i = 0; i < found; ++i) {
-    ids[i] = heap[i].second;
-    scores[i] = heap[i].first;
+  for (size_t i = 0; i < found; ++i) {
+    ids[i] = RankKeyId(ranked[i]);
+    scores[i] = RankKeyScore(ranked[i]);
   }
-  return found;
+  return static_cast<int>(found);
 }
 
 int64_t DciIndex::IndexBytes() const {
@@ -502,11 +642,21 @@ int64_t DciIndex::IndexBytes() const {
   for (const Band& band : bands_) {
     for (const auto& list : band.lists) entries += static_cast<int64_t>(list.capacity());
   }
+  int64_t members = 0;
+  for (const auto& m : band_members_) members += static_cast<int64_t>(m.capacity());
   return entries * static_cast<int64_t>(sizeof(Entry)) +
          static_cast<int64_t>(directions_.size() * sizeof(float)) +
-         capacity_ * (1 + dim_ + static_cast<int64_t>(sizeof(float)));  // band_of_, codes
+         static_cast<int64_t>((scan_proj_.size() + scan_radius_.size()) * sizeof(int16_t)) +
+         members * static_cast<int64_t>(sizeof(int32_t)) +
+         static_cast<int64_t>(band_of_.size() + codes_.size() +
+                              code_scales_.size() * sizeof(float));
 }
 
-int64_t DciIndex::ScratchBytes() const { return options_.num_composite * capacity_; }
+int64_t DciIndex::ScratchBytes() const {
+  // kWalk: a visit count per key and composite index; kScan: a 16-bit radius per key.
+  return options_.search == DciSearch::kScan
+             ? capacity_ * static_cast<int64_t>(sizeof(int16_t))
+             : options_.num_composite * capacity_;
+}
 
 }  // namespace memoria

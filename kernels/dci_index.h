@@ -39,24 +39,38 @@
 // exhausted or dropped. One walk over all bands spends the budget where the query's neighbours
 // are; bands of at most k keys (outliers of large norm) are taken whole.
 //
-// Scoring. Each key also has an int8 code (k_i ~ scale * code_i). A candidate is first screened
-// by its code, which brackets q.k within +-scale |q|_1 / 2 (plus fp32 rounding); a candidate
-// whose upper end is below the k-th largest lower end of all candidates cannot be in the top-k
-// and is never read in fp32. The rest (those near the top-k boundary) are scored exactly, so the
-// answer is the same as scoring every candidate exactly.
+// Scan (DciSearch::kScan, IceFormer's default). The walk's admission order is by each key's
+// admission radius, min over composite indices of the largest projection gap over their m
+// lists. At head_dim 128 a random projection shrinks distances by ~sqrt(d), so neighbours and
+// the rest overlap in every list and the walk passes most of the keys before it has admitted
+// the neighbours. The scan computes every visible key's radius from a table of 16-bit
+// projections in id order (16 keys per AVX2 instruction, no sorted arrays, no per-visit
+// bookkeeping), takes a loose threshold from 512 sampled radii and keeps the max_candidates * L
+// keys of smallest radius among those below it: Prioritized DCI's first admissions, without a
+// visit limit. Its few candidates are scored exactly (no int8 screening). Code: dci_scan.cc.
+//
+// Scoring (kWalk). Each key also has an int8 code (k_i ~ scale * code_i). A candidate is first
+// screened by its code, which brackets q.k within +-scale |q|_1 / 2 (plus fp32 rounding); a
+// candidate whose upper end is below the k-th largest lower end of all candidates cannot be in
+// the top-k and is never read in fp32. The rest (those near the top-k boundary) are scored
+// exactly, so the answer is the same as scoring every candidate exactly.
 //
 // Insertion. Keys are referenced in place (row j at keys + j * stride) and become searchable in
-// order: Add(count) appends the next `count` rows. Each array takes its new entries by sorting
-// them and merging them in from the back (one pass), so adding a block of B keys costs
-// O(m L (B log B + n)), i.e. O(m L (log B + n / B)) per key. Bulk build is one Add(n); causal
-// attention adds one block of positions at a time and hides the keys past each query with
-// Query's `limit`. A per-key balanced tree would make single insertions O(log n) but every visit
-// a pointer chase; flat arrays keep the walk (the hot loop) sequential in memory.
+// order: Add(count) appends the next `count` rows (kScan: their table rows, O(m L d) per key).
+// Each sorted array takes its new entries by sorting them and merging them in from the back (one
+// pass), so adding a block of B keys costs O(m L (B log B + n)), i.e. O(m L (log B + n / B)) per
+// key. Bulk build is one Add(n); causal attention adds one block of positions at a time and
+// hides the keys past each query with Query's `limit`. A per-key balanced tree would make single
+// insertions O(log n) but every visit a pointer chase; flat arrays keep the walk (the hot loop)
+// sequential in memory.
 //
-// Memory: 8 bytes (float projection + int32 id) per key per simple index, i.e. 8 m L bytes per
-// key (16 for m = 2, L = 1; up to twice that with the arrays' growth slack), plus d + 4 bytes of
-// int8 code and scale and 1 byte of band id per key; L bytes per key of visit counts and the
-// candidate lists in each thread's DciScratch. Keys are not copied. No n x n buffer exists.
+// Memory (kWalk): 8 bytes (float projection + int32 id) per key per simple index, i.e. 8 m L
+// bytes per key (16 for m = 2, L = 1; up to twice that with the arrays' growth slack), plus
+// d + 4 bytes of int8 code and scale and 1 byte of band id per key; L bytes per key of visit
+// counts and the candidate lists in each thread's DciScratch. (kScan): 2 m L bytes of 16-bit
+// projections, 2 of radius, 1 of band id and 4 of band membership per key (21 B/key at m = 6,
+// L = 1); per thread 2 bytes of radius and 4 of passed id per key. Keys are not copied. No
+// n x n buffer exists.
 //
 // Thread-safety: Query is const and may run concurrently from many threads, each with its own
 // DciScratch. Reset/Add must not overlap queries.
@@ -73,7 +87,19 @@
 
 namespace memoria {
 
+// How Query finds the keys admitted by a composite index (see the header comment).
+enum class DciSearch {
+  // Walk outward over the sorted arrays in rounds of growing radius (Prioritized DCI's
+  // structure). Sublinear in the keys passed over; each visit is a few ns of bookkeeping.
+  kWalk,
+  // Scan a table of every visible key's projections and admit the keys of smallest admission
+  // radius. The same admission order, computed with vector instructions at a fraction of a ns
+  // per key and direction; no sorted arrays are built.
+  kScan,
+};
+
 struct DciOptions {
+  DciSearch search = DciSearch::kWalk;
   // m: simple indices (random directions) per composite index, 1..255. More -> fewer false
   // candidates per true one, but a neighbour must be reached in more arrays before it counts.
   int num_simple = 4;
@@ -127,6 +153,13 @@ class DciScratch {
   // (upper bound of q.k, id) of every screened candidate of the query.
   std::vector<std::pair<float, int32_t>> screen_;
   std::vector<float> lower_;                       // lower bounds of q.k (screening threshold)
+  // kScan: admission radius of every visible key (fixed point, see DciIndex::scan_unit_), then
+  // the sampled radii.
+  std::vector<int16_t> radius_;
+  std::vector<int16_t> qfix_;  // kScan: u . q / |q| per direction, in the same fixed point
+  std::vector<uint32_t> histogram_;  // kScan: keys per radius bucket (threshold selection)
+  std::vector<int32_t> passed_;      // kScan: ids under the loose threshold
+  std::vector<uint64_t> ranked_;     // rank keys (score, id) of the scored candidates
   std::vector<std::pair<float, int32_t>> heap_;  // top-k min-heap of (score, id)
 };
 
@@ -186,6 +219,12 @@ class DciIndex {
   };
 
   int num_lists() const { return options_.num_simple * options_.num_composite; }
+  // value in the scan table's fixed point (see scan_unit_), clamped to +-16383.
+  int16_t ToScanFixed(float value) const;
+  // kScan: appends to scratch->candidates_ the visible keys (ids < limit, >= first) of bands of
+  // at most k keys, and the `want` other visible keys >= first of smallest admission radius (up
+  // to ties in the radius' fixed point; see the .cc). Reads scratch->qdir_.
+  void AdmitByScan(int64_t limit, int64_t first, int k, int64_t want, DciScratch* scratch) const;
   int BandOf(float norm) const;
   int dim_;
   DciOptions options_;
@@ -205,6 +244,18 @@ class DciIndex {
   std::vector<float> code_scales_;
   // Scratch for Add: per new key, its band and its projections onto every direction.
   std::vector<float> block_proj_;
+  // kScan only (the sorted arrays stay empty), in int16 fixed point of scan_unit_ steps per 1.0
+  // (half the bytes of floats: the scan streams this table once per query, and twice the keys
+  // per vector instruction). scan_proj_[list * capacity + id]: key id's projection rescaled so
+  // that its gap to the query in the key's band b is r_b |p - u_list . q / |q||, where
+  // p = (u . T_K(k) - u_(d+1) h_b) / r_b (r_b, h_b: T_Q,b's radius and height, see Band);
+  // scan_radius_[id] = r_b in steps of 2^-15. |p| <= 2 / min_b r_b, and scan_unit_ maps that to
+  // 16383, so differences of two values never overflow int16. band_members_[b]: ids of band b
+  // in increasing order (bands of at most k keys are taken whole).
+  std::vector<int16_t> scan_proj_;
+  std::vector<int16_t> scan_radius_;
+  float scan_unit_ = 1.0f;
+  std::vector<std::vector<int32_t>> band_members_;
 };
 
 }  // namespace memoria

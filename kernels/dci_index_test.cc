@@ -73,7 +73,16 @@ std::vector<Config> Configs() {
   banded.num_bands = 16;
   banded.band_ratio = 0.95f;
   banded.band_height = 0.7f;
-  return {{"plain", plain}, {"official_m4", official}, {"banded", banded}};
+  DciOptions scan = banded;  // the IceformerOptions defaults
+  scan.search = DciSearch::kScan;
+  scan.num_simple = 6;
+  DciOptions scan_plain;
+  scan_plain.search = DciSearch::kScan;
+  return {{"plain", plain},
+          {"official_m4", official},
+          {"banded", banded},
+          {"scan_banded", scan},
+          {"scan_plain", scan_plain}};
 }
 
 class DciIndexTest : public ::testing::TestWithParam<int> {
@@ -157,13 +166,14 @@ TEST_P(DciIndexTest, IncrementalAddMatchesBulkAndLimitHidesFutureKeys) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Configs, DciIndexTest, ::testing::Values(0, 1, 2),
+INSTANTIATE_TEST_SUITE_P(Configs, DciIndexTest, ::testing::Values(0, 1, 2, 3, 4),
                          [](const auto& info) { return std::string(Configs()[info.param].name); });
 
-// Clustered keys (the regime where attention is peaked): 128 tight clusters whose norms span
-// 0.5x .. 1x, +-10% per key; queries aim at a cluster. The banded index reaches the k-NN recall
-// target with a budget far below the key count; the single-band reduction does not (its aligned
-// keys sit far from the query when their norm is below the bound).
+// Clustered keys (the regime where attention is peaked): 64 tight clusters whose norms span
+// 0.5x .. 1x, +-10% per key; queries aim at a cluster. The banded index, walked or scanned,
+// reaches the k-NN recall target with a budget far below the key count; the single-band
+// reduction does not (its aligned keys sit far from the query when their norm is below the
+// bound).
 TEST(DciIndexRecallTest, BandsFindNeighboursOfVariedNorms) {
   const int d = 128, n = 8192, clusters = 64, k = 40, nq = 100;
   std::mt19937 rng(5);
@@ -218,10 +228,16 @@ TEST(DciIndexRecallTest, BandsFindNeighboursOfVariedNorms) {
   };
   const double banded = recall(Configs()[2].options);
   const double plain = recall(Configs()[0].options);
+  // The scan (m = 6) at the IceformerOptions default of 5 k candidates: its budget buys a quarter
+  // of the walk's candidates and no visit limit.
+  qo.max_candidates = 5 * k;
+  const double scan = recall(Configs()[3].options);
   RecordProperty("recall_banded", std::to_string(banded));
   RecordProperty("recall_plain", std::to_string(plain));
+  RecordProperty("recall_scan", std::to_string(scan));
   EXPECT_GE(banded, 0.99);
   EXPECT_LT(plain, banded);
+  EXPECT_GE(scan, 0.99);
 }
 
 // first_keys: keys 0 .. first_keys - 1 are scored even when the walk's budget is spent before it

@@ -80,6 +80,7 @@ namespace {
 
 DciOptions MakeDciOptions(const IceformerOptions& o, int g) {
   DciOptions d;
+  d.search = o.search;
   d.num_simple = o.num_simple;
   d.num_composite = o.num_composite;
   d.num_bands = o.num_bands;

@@ -24,12 +24,14 @@
 // Relative position bias (T5): added to the retrieved keys' scores after the search, so the
 // top-k is chosen by q.k alone. Exact for layers without bias (T5 cross-attention, LLaMA).
 //
-// Cost per query: DCI walk (at most max_visits sorted-array entries per composite index, a few ns
-// each), max_candidates int8 screenings (one 128-byte code each at d = 128), exact fp32 dot
-// products for the few candidates near the top-k boundary, then k value rows. Memory: one index
-// per KV head at a time (8 m L bytes of arrays + d + 5 bytes of int8 code, scale and band per
-// key, see dci_index.h) plus per-thread scratch of L bytes per key; never an [q_len x kv_len]
-// buffer.
+// Cost per query (default kScan): one pass over the visible keys' m L 16-bit projections (a
+// fraction of a ns per key and direction), a threshold from a sample, exact fp32 dot products for
+// the ~candidates_per_k * k admitted keys, then k value rows. kWalk instead visits at most
+// max_visits sorted-array entries per composite index (a few ns each) and screens its candidates
+// through 128-byte int8 codes. Memory: one index per KV head at a time (kScan: 2 m L + 2 bytes
+// of projections and radius, 1 byte of band and 4 of band membership per key; kWalk: 8 m L
+// bytes of arrays + d + 5 bytes of int8 code, scale and band; see dci_index.h) plus per-thread
+// scratch of 2 bytes (kScan) or L bytes (kWalk) per key; never an [q_len x kv_len] buffer.
 //
 // Thread-safety / determinism: runs on `pool`; the output does not depend on the number of
 // threads or the scheduling (each query's search is independent and the index directions come
@@ -41,6 +43,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/dci_index.h"
 #include "kernels/thread_pool.h"
 
 namespace memoria {
@@ -55,19 +58,23 @@ struct IceformerOptions {
   int top_k_max = 50;
 
   // DCI structure (see DciOptions). Defaults measured on clustered keys of varied norms
-  // (bench/results/iceformer.md): m = 2 simple indices in L = 1 composite index reached a given
-  // recall in less time than m = 4 (official) or L = 2 once the walk became a cheap sequential
-  // scan, and norm bands turned recall from ~0 into ~0.99 when key norms vary by 2x.
-  int num_simple = 2;
+  // (bench/results/iceformer.md): the scan of the projection table (kScan) admits the same keys
+  // as the walk at a fraction of its cost per key at head_dim 128, which makes more directions
+  // affordable: m = 6 simple indices in L = 1 composite index rank the keys well enough that
+  // 5 k candidates hold the true top-k (the walk needed m = 2 and 20 k candidates, scored
+  // through int8 codes). Norm bands turned recall from ~0 into ~0.99 when key norms vary by 2x.
+  DciSearch search = DciSearch::kScan;
+  int num_simple = 6;
   int num_composite = 1;
   int num_bands = 16;
   float band_ratio = 0.95f;
   float band_height = 0.7f;
   // Search budget per composite index, as multiples of k (k0 = candidates_per_k * k admitted
-  // candidates, k1 = visits_per_k * k visited sorted-array entries, over all norm bands).
-  // Higher -> recall closer to 1, slower; the walk needed for a given recall grows with n
-  // (recall 0.998 at n = 16384, k = 50 with these values on the benchmark's clustered keys).
-  int candidates_per_k = 20;
+  // candidates, scored exactly; k1 = visits_per_k * k visited sorted-array entries over all norm
+  // bands, kWalk only: the scan reads every visible key's projections). Higher -> recall closer
+  // to 1, slower (recall >= 0.999 at n = 4096 .. 32768 with these values on the benchmark's
+  // clustered and topic keys; the walk needs candidates_per_k = 20, visits_per_k = 200).
+  int candidates_per_k = 5;
   int visits_per_k = 200;
 
   // The first this-many keys (positions 0 ..) are always among each query's scored candidates

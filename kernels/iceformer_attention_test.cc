@@ -222,9 +222,36 @@ TEST(IceformerAttentionTest, DefaultSettingsRecallAndError) {
     EXPECT_GE(recall, 0.99) << "causal " << causal;
     EXPECT_LT(err, oracle_err + 0.01) << "causal " << causal;
     EXPECT_LT(err, 0.1) << "causal " << causal;
-    // Index memory is linear in n: per key 8 m L bytes of sorted arrays (up to twice that with
-    // the arrays' growth slack), 1 byte of band id and the int8 code (d bytes + a float scale).
+    // Index memory is linear in n: per key 2 m L bytes of 16-bit projections, a 16-bit radius,
+    // 1 byte of band id and a 4-byte band membership (up to twice that with growth slack).
     const IceformerOptions o;
+    ASSERT_EQ(o.search, DciSearch::kScan);
+    const int64_t per_key = 2 * o.num_simple * o.num_composite + 2 + 1 + 2 * 4;
+    EXPECT_LT(trace.index_bytes, per_key * n + 8192);
+  }
+}
+
+// The walk over sorted arrays (kWalk, Prioritized DCI's own structure) at its measured budget
+// (m = 2, 20 k candidates screened by int8 codes, 200 k visits) reaches the same recall target
+// on the same keys; its index holds 8 m L bytes of arrays (up to twice that with the arrays'
+// growth slack), 1 byte of band id and the int8 code (d bytes + a float scale) per key.
+TEST(IceformerAttentionTest, WalkSearchRecall) {
+  const int64_t n = 4096;
+  IceformerOptions o;
+  o.search = DciSearch::kWalk;
+  o.num_simple = 2;
+  o.candidates_per_k = 20;
+  o.visits_per_k = 200;
+  for (bool causal : {false, true}) {
+    Inputs in = Peaked(n, 2, 1, 128, causal, 128, causal ? 21 : 22);
+    ThreadPool pool(2);
+    std::vector<float> out;
+    IceformerTrace trace;
+    RunIceformer(pool, in, o, &out, &trace);
+    const double recall = Recall(in, trace, 5);
+    RecordProperty(causal ? "walk_recall_causal" : "walk_recall_bidirectional",
+                   std::to_string(recall));
+    EXPECT_GE(recall, 0.99) << "causal " << causal;
     const int64_t per_key = 2 * 8 * o.num_simple * o.num_composite + 1 + 128 + 4;
     EXPECT_LT(trace.index_bytes, per_key * n + 8192);
   }

@@ -33,18 +33,23 @@ namespace {
 constexpr int64_t kPromptLen = 512;
 constexpr int kNumPrompts = 4;
 
-// The IceFormer settings of these tests: the default structure (m = 2, L = 1, 16 norm bands,
-// the first 4 keys always scored) and exact attention for queries that see <= 64 keys, causal
-// blocks of 32 positions. With at most 512 keys the default budget (candidates_per_k = 20, i.e.
-// 600 candidates at k = 30) would score every key; here at most candidates_per_k * k * L = 240
-// candidates are admitted by the walk (plus the 4 first keys and the keys of norm bands that
-// hold <= k keys), so recall is earned by the search.
-IceformerOptions TestOptions() {
+// The IceFormer settings of these tests: the default structure of the search (kScan: m = 6,
+// L = 1; kWalk: m = 2, L = 1, 80 k visits; both 16 norm bands, the first 4 keys always scored)
+// and exact attention for queries that see <= 64 keys, causal blocks of 32 positions. Both get
+// 8 k candidates: at most candidates_per_k * k * L = 240 of the <= 512 visible keys are admitted
+// (plus the 4 first keys and the keys of norm bands that hold <= k keys), so recall is earned by
+// the search. (At head_dim 8 a key's projections carry most of its direction, and the top-30 of
+// a few hundred keys is a loose set: the default 5 k, tuned at head_dim 128, gives recall 0.94.)
+IceformerOptions TestOptions(DciSearch search = DciSearch::kScan) {
   IceformerOptions o;
   o.exact_up_to = 64;
-  o.candidates_per_k = 8;
-  o.visits_per_k = 80;
   o.causal_block = 32;
+  o.candidates_per_k = 8;
+  if (search == DciSearch::kWalk) {
+    o.search = DciSearch::kWalk;
+    o.num_simple = 2;
+    o.visits_per_k = 80;
+  }
   return o;
 }
 
@@ -155,69 +160,79 @@ TEST_F(IceformerStories260KTest, RecallOfTrueTopKOnRealKeys) {
   REQUIRE_MODEL_AND_PROMPTS();
   auto model = LlamaModel::Load(*dir_);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
-  const IceformerOptions o = TestOptions();
-  const int64_t k = IceformerTopK(o, kPromptLen);
-  ASSERT_EQ(k, 30);
-  // The budget is well below an exhaustive scan (see TestOptions).
-  ASSERT_LT(int64_t{o.candidates_per_k} * k * o.num_composite, kPromptLen / 2);
   ThreadPool pool(2);
-  int64_t hits_all = 0, total_all = 0;
-  for (int prompt = 0; prompt < kNumPrompts; ++prompt) {
-    const std::vector<Captured> layers = Run(*model, prompt, nullptr);
-    for (size_t li = 0; li < layers.size(); ++li) {
-      const Captured& c = layers[li];
-      ASSERT_EQ(c.p.kv_len, kPromptLen);
-      ASSERT_FALSE(c.iceformer);  // default options: exact everywhere
-      const int d = c.p.head_dim, group = c.p.n_heads / c.p.n_kv_heads;
-      const int64_t qd = int64_t{c.p.n_heads} * d, kd = int64_t{c.p.n_kv_heads} * d;
-      std::vector<float> out(c.out.size());
-      IceformerTrace trace;
-      IceformerAttention(pool, c.p, o, c.q.data(), qd, c.k.data(), kd, c.v.data(), kd,
-                         out.data(), qd, &trace);
-      ASSERT_EQ(trace.k, k);
-      int64_t hits = 0, total = 0;
-      std::vector<std::pair<float, int32_t>> all;
-      for (int h = 0; h < c.p.n_heads; ++h) {
-        const int g = h / group;
-        for (int64_t i = 0; i < c.p.q_len; ++i) {
-          const int32_t* got = &trace.ids[(h * c.p.q_len + i) * k];
-          const int64_t limit = i + 1;
-          if (limit <= o.exact_up_to) {
-            EXPECT_EQ(got[0], -1);  // computed exactly, not searched
-            continue;
+  for (const DciSearch search : {DciSearch::kScan, DciSearch::kWalk}) {
+    const bool scan = search == DciSearch::kScan;
+    const IceformerOptions o = TestOptions(search);
+    const int64_t k = IceformerTopK(o, kPromptLen);
+    ASSERT_EQ(k, 30);
+    // The budget is well below an exhaustive scan (see TestOptions).
+    ASSERT_LT(int64_t{o.candidates_per_k} * k * o.num_composite, kPromptLen / 2);
+    int64_t hits_all = 0, total_all = 0;
+    for (int prompt = 0; prompt < kNumPrompts; ++prompt) {
+      const std::vector<Captured> layers = Run(*model, prompt, nullptr);
+      for (size_t li = 0; li < layers.size(); ++li) {
+        const Captured& c = layers[li];
+        ASSERT_EQ(c.p.kv_len, kPromptLen);
+        ASSERT_FALSE(c.iceformer);  // default options: exact everywhere
+        const int d = c.p.head_dim, group = c.p.n_heads / c.p.n_kv_heads;
+        const int64_t qd = int64_t{c.p.n_heads} * d, kd = int64_t{c.p.n_kv_heads} * d;
+        std::vector<float> out(c.out.size());
+        IceformerTrace trace;
+        IceformerAttention(pool, c.p, o, c.q.data(), qd, c.k.data(), kd, c.v.data(), kd,
+                           out.data(), qd, &trace);
+        ASSERT_EQ(trace.k, k);
+        int64_t hits = 0, total = 0;
+        std::vector<std::pair<float, int32_t>> all;
+        for (int h = 0; h < c.p.n_heads; ++h) {
+          const int g = h / group;
+          for (int64_t i = 0; i < c.p.q_len; ++i) {
+            const int32_t* got = &trace.ids[(h * c.p.q_len + i) * k];
+            const int64_t limit = i + 1;
+            if (limit <= o.exact_up_to) {
+              EXPECT_EQ(got[0], -1);  // computed exactly, not searched
+              continue;
+            }
+            all.resize(limit);
+            for (int64_t j = 0; j < limit; ++j) {
+              float s = 0.0f;
+              for (int t = 0; t < d; ++t) s += c.q[i * qd + h * d + t] * c.k[j * kd + g * d + t];
+              all[j] = {-s, static_cast<int32_t>(j)};
+            }
+            std::nth_element(all.begin(), all.begin() + (k - 1), all.end());
+            // Hits = returned keys scoring at least the true k-th score (a returned key that ties
+            // the k-th true score is as good as the true one).
+            const float kth = -all[k - 1].first;
+            for (int64_t r = 0; r < k; ++r) {
+              if (got[r] < 0) continue;
+              const float* key = &c.k[got[r] * kd + g * d];
+              float s = 0.0f;
+              for (int t = 0; t < d; ++t) s += c.q[i * qd + h * d + t] * key[t];
+              hits += s >= kth;
+            }
+            total += k;
           }
-          all.resize(limit);
-          for (int64_t j = 0; j < limit; ++j) {
-            float s = 0.0f;
-            for (int t = 0; t < d; ++t) s += c.q[i * qd + h * d + t] * c.k[j * kd + g * d + t];
-            all[j] = {-s, static_cast<int32_t>(j)};
-          }
-          std::nth_element(all.begin(), all.begin() + (k - 1), all.end());
-          // Hits = returned keys scoring at least the true k-th score (a returned key that ties
-          // the k-th true score is as good as the true one).
-          const float kth = -all[k - 1].first;
-          for (int64_t r = 0; r < k; ++r) {
-            if (got[r] < 0) continue;
-            float s = 0.0f;
-            for (int t = 0; t < d; ++t) s += c.q[i * qd + h * d + t] * c.k[got[r] * kd + g * d + t];
-            hits += s >= kth;
-          }
-          total += k;
         }
+        const char* name = scan ? "scan" : "walk";
+        std::printf("%s, prompt %d layer %zu: recall@%ld %.4f over %ld keys\n", name, prompt, li,
+                    static_cast<long>(k), static_cast<double>(hits) / total,
+                    static_cast<long>(total));
+        // Measured: scan 0.950 .. 0.997 (layer 4 is the hardest, 0.95 .. 0.98); walk 0.966 ..
+        // 0.997 (layer 2 is the hardest, ~0.97).
+        EXPECT_GE(static_cast<double>(hits) / total, scan ? 0.94 : 0.96)
+            << name << ", prompt " << prompt << " layer " << li;
+        hits_all += hits;
+        total_all += total;
       }
-      std::printf("prompt %d layer %zu: recall@%ld %.4f over %ld keys\n", prompt, li,
-                  static_cast<long>(k), static_cast<double>(hits) / total, static_cast<long>(total));
-      // Measured 0.966 .. 0.997 (layer 2 is the hardest, ~0.97).
-      EXPECT_GE(static_cast<double>(hits) / total, 0.96) << "prompt " << prompt << " layer " << li;
-      hits_all += hits;
-      total_all += total;
     }
+    const double recall = static_cast<double>(hits_all) / total_all;
+    std::printf("%s: overall recall@%ld on stories260K keys: %.4f (%ld keys)\n",
+                scan ? "scan" : "walk", static_cast<long>(k), recall,
+                static_cast<long>(total_all));
+    // Measured: scan 0.9786, walk 0.9876 (whose rounds overshoot the budget a little); both below
+    // the 0.99 at this budget (see bench/results/iceformer.md).
+    EXPECT_GE(recall, scan ? 0.975 : 0.98);
   }
-  const double recall = static_cast<double>(hits_all) / total_all;
-  std::printf("overall recall@%ld on stories260K keys: %.4f (%ld keys)\n", static_cast<long>(k),
-              recall, static_cast<long>(total_all));
-  // Measured 0.9876: below the 0.99 target at this budget (see bench/results/iceformer.md).
-  EXPECT_GE(recall, 0.98);
 }
 
 TEST_F(IceformerStories260KTest, PerLayerRelativeErrorOnRealKeys) {
@@ -252,10 +267,10 @@ TEST_F(IceformerStories260KTest, PerLayerRelativeErrorOnRealKeys) {
   for (int li = 0; li < num_layers; ++li) {
     std::printf("layer %d: rel L2 vs exact %.4f (top-k truncation alone %.4f)\n", li, err[li],
                 trunc[li]);
-    // Measured (mean of the 4 prompts): search + truncation 0.092 / 0.088 / 0.307 / 0.107 /
-    // 0.159, truncation alone 0.090 / 0.024 / 0.072 / 0.043 / 0.156. The keys the search misses
-    // (recall ~0.97 in layer 2) carry real weight there; these bounds catch a regression, they
-    // do not certify the quality.
+    // Measured (mean of the 4 prompts, the scan): search + truncation 0.090 / 0.217 / 0.184 /
+    // 0.117 / 0.236, truncation alone 0.090 / 0.024 / 0.072 / 0.043 / 0.156 (the walk at the
+    // same budget: 0.092 / 0.088 / 0.307 / 0.107 / 0.159). The keys the search misses carry
+    // real weight at head_dim 8; these bounds catch a regression, they do not certify quality.
     EXPECT_GT(err[li], 0.0) << "layer " << li;  // the truncation drops mass: never exact
     EXPECT_LT(err[li], trunc[li] + 0.3) << "layer " << li;
     EXPECT_LT(err[li], 0.35) << "layer " << li;
@@ -310,7 +325,8 @@ TEST_F(IceformerStories260KTest, UpperHalfIceformerAgreesWithExactModel) {
   std::printf("stories260K, IceFormer in layers 2-4, %d WikiText-2 prompts of 512 tokens, %ld "
               "positions: next-token agreement %.4f, mean KL %.5f nats, max KL %.4f\n",
               kNumPrompts, static_cast<long>(positions), agreement, mean_kl, kl_max);
-  // Measured: agreement 0.8895, mean KL 0.0319 nats (max 1.33).
+  // Measured: agreement 0.8951, mean KL 0.0260 nats (max 1.29) with the scan; the walk at the
+  // same budget gave 0.8895, 0.0319 (max 1.33).
   EXPECT_GE(agreement, 0.85);
   EXPECT_LT(mean_kl, 0.05);
 }

@@ -66,7 +66,7 @@ Status RunEvalLm(const CommandArgs& args) {
   RETURN_IF_ERROR(args.CheckKnown({"model", "ids", "text", "tokenizer", "context", "windows", "prefill-chunk",
                                    "score-from", "threads", "iceformer-k", "iceformer-layers",
                                    "iceformer-exact-up-to", "iceformer-candidates-per-k",
-                                   "iceformer-visits-per-k", "report"}));
+                                   "iceformer-visits-per-k", "iceformer-search", "report"}));
   EvalLmOptions o;
   ASSIGN_OR_RETURN(o.model_dir, args.Require("model"));
   ASSIGN_OR_RETURN(o.ids, ReadStream(args, o.model_dir));
@@ -103,6 +103,11 @@ Status RunEvalLm(const CommandArgs& args) {
     }
     base.attention.candidates_per_k = int(cand);
     base.attention.visits_per_k = int(visits);
+    const std::string search = args.Get("iceformer-search", "scan");
+    if (search != "scan" && search != "walk") {
+      return InvalidArgumentError("--iceformer-search must be scan or walk, got " + search);
+    }
+    base.attention.search = search == "scan" ? DciSearch::kScan : DciSearch::kWalk;
     ASSIGN_OR_RETURN(auto ks, ParseIntList("iceformer-k", args.Get("iceformer-k")));
     for (int64_t k : ks) {
       if (k < 0 || k > 100000) return InvalidArgumentError("--iceformer-k entries must be in [0, 100000], got " + std::to_string(k));
@@ -111,7 +116,8 @@ Status RunEvalLm(const CommandArgs& args) {
       o.settings.push_back(s);
     }
   } else if (args.Has("iceformer-layers") || args.Has("iceformer-exact-up-to") ||
-             args.Has("iceformer-candidates-per-k") || args.Has("iceformer-visits-per-k")) {
+             args.Has("iceformer-candidates-per-k") || args.Has("iceformer-visits-per-k") ||
+             args.Has("iceformer-search")) {
     return InvalidArgumentError("the --iceformer-* settings need --iceformer-k");
   }
 
@@ -159,7 +165,9 @@ const bool registered = RegisterCommand({
     "--iceformer-k K[,K...]     also evaluate IceFormer with each top-k (0: k(n) schedule)\n"
     "--iceformer-layers L       upper (default: upper half) | all | comma-separated layer list\n"
     "--iceformer-exact-up-to N  queries seeing <= N keys use exact attention (default 1024)\n"
-    "--iceformer-candidates-per-k C, --iceformer-visits-per-k V   search budget (default 20, 200)\n"
+    "--iceformer-candidates-per-k C, --iceformer-visits-per-k V   search budget (default 5, 200;\n"
+    "                           visits bound the walk only)\n"
+    "--iceformer-search S       scan (default: scan the projection table) | walk (sorted arrays)\n"
     "--threads N                compute threads (default all cores)\n"
     "--report FILE              write the results as JSON",
     RunEvalLm,
