@@ -76,6 +76,8 @@ std::vector<Config> Configs() {
   DciOptions scan = banded;  // the IceformerOptions defaults
   scan.search = DciSearch::kScan;
   scan.num_simple = 6;
+  scan.num_bands = 24;
+  scan.band_ratio = 0.97f;
   DciOptions scan_plain;
   scan_plain.search = DciSearch::kScan;
   return {{"plain", plain},
