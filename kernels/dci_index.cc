@@ -90,17 +90,11 @@ inline float DotInt8(const float* q, const int8_t* code, int n) {
   return sum;
 }
 
-// Order of results: a "less than" b when a is the better result (in a heap, the front is the
-// worst kept result). Ties go to the smaller id, which makes results independent of the order
-// in which candidates are found.
-inline bool Better(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
-  return a.first > b.first || (a.first == b.first && a.second < b.second);
-}
-
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// Rank key of a result: a larger key is a better result (Better's order: higher score, ties to
-// the smaller id), and no two results share one. High half: the score's bits made to order as
+// Rank key of a result: a larger key is a better result (higher score, ties to the smaller id,
+// which makes results independent of the order in which candidates are found), and no two
+// results share one. High half: the score's bits made to order as
 // unsigned integers (-0 counts as +0); low half: the id, inverted.
 inline uint64_t RankKey(float score, int32_t id) {
   if (score == 0.0f) score = 0.0f;
@@ -363,32 +357,22 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
   limit = std::min(limit, size_);
   const int k = std::max(1, opts.k);
   if (limit <= 0) return 0;
-  auto& heap = scratch->heap_;
-  heap.clear();
   const int d = dim_;
+  std::vector<uint64_t>& ranked = scratch->ranked_;
 
   const float qnorm = std::sqrt(Dot(q, q, d));
   if (limit <= k || qnorm == 0.0f) {
     // Everything visible is the answer (or every key ties at score 0).
-    const int n = static_cast<int>(std::min<int64_t>(limit, k));
+    ranked.resize(limit);
     for (int64_t j = 0; j < limit; ++j) {
       const float score = qnorm == 0.0f ? 0.0f : Dot(q, keys_ + j * stride_, d);
-      heap.emplace_back(score, static_cast<int32_t>(j));
+      ranked[j] = RankKey(score, static_cast<int32_t>(j));
     }
-    std::partial_sort(heap.begin(), heap.begin() + n, heap.end(), Better);
-    for (int i = 0; i < n; ++i) {
-      ids[i] = heap[i].second;
-      scores[i] = heap[i].first;
-    }
-    return n;
+    return WriteBest(k, scratch, ids, scores);
   }
 
-  const int m = options_.num_simple, num_composite = options_.num_composite;
+  const int num_composite = options_.num_composite;
   const int lists = num_lists();
-  if (options_.search == DciSearch::kWalk &&
-      scratch->counts_.size() != static_cast<size_t>(num_composite) * capacity_) {
-    scratch->counts_.assign(static_cast<size_t>(num_composite) * capacity_, 0);
-  }
   // u . q / |q| for every direction: shared by all bands (only the embedding's radius and
   // height differ between them).
   scratch->qdir_.resize(lists);
@@ -403,12 +387,99 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
   const int64_t first = std::min<int64_t>(std::max(0, opts.first_keys), limit);
   for (int64_t id = 0; id < first; ++id) cand.push_back(static_cast<int32_t>(id));
   const int64_t max_admitted = int64_t{std::max(1, opts.max_candidates)} * num_composite;
+  if (options_.search == DciSearch::kScan) {
+    // Not screened: the scan's few candidates (a few k, in increasing id order) cost less to
+    // score exactly, four rows per pass, than to screen one code at a time.
+    AdmitByScan(limit, first, k, max_admitted, scratch);
+  } else {
+    const int64_t max_visits = int64_t{std::max(1, opts.max_visits)} * num_composite;
+    AdmitByWalk(q, qnorm, limit, first, k, max_admitted, max_visits, scratch);
+  }
 
+  // Exact scores of the candidates, four rows per pass (one read of q per four rows), key rows
+  // prefetched a few ahead; then the k best by their rank keys (a strict order: ties go to the
+  // smaller id, so the result does not depend on the candidates' order).
+  const size_t n = cand.size();
+  const int64_t row_bytes = static_cast<int64_t>(d) * static_cast<int64_t>(sizeof(float));
+  auto prefetch_row = [&](int32_t id) {
+    const char* row = reinterpret_cast<const char*>(keys_ + id * stride_);
+    for (int64_t off = 0; off < row_bytes; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
+  };
+  constexpr size_t kRowsAhead = 8;
+  for (size_t c = 0; c < std::min(n, kRowsAhead); ++c) prefetch_row(cand[c]);
+  ranked.resize(n);
+  for (size_t c = 0; c < n; c += 4) {
+    for (size_t p = c + kRowsAhead; p < std::min(n, c + kRowsAhead + 4); ++p) {
+      prefetch_row(cand[p]);
+    }
+    // A last pass of fewer than four rows repeats its last row, so every score comes from the
+    // same arithmetic whatever the candidate's place in the list.
+    const float* rows[4];
+    for (size_t r = 0; r < 4; ++r) rows[r] = keys_ + cand[std::min(c + r, n - 1)] * stride_;
+    float four[4];
+    Dot4(q, rows[0], rows[1], rows[2], rows[3], d, four);
+    for (size_t r = 0; r < 4 && c + r < n; ++r) ranked[c + r] = RankKey(four[r], cand[c + r]);
+  }
+  return WriteBest(k, scratch, ids, scores);
+}
+
+int DciIndex::WriteBest(int k, DciScratch* scratch, int32_t* ids, float* scores) const {
+  std::vector<uint64_t>& ranked = scratch->ranked_;
+  const size_t found = SelectBest(ranked.data(), ranked.size(), static_cast<size_t>(k));
+  for (size_t i = 0; i < found; ++i) {
+    ids[i] = RankKeyId(ranked[i]);
+    scores[i] = RankKeyScore(ranked[i]);
+  }
+  return static_cast<int>(found);
+}
+
+size_t DciIndex::ScreenByCodes(const float* q, float q_l1, int k, size_t from,
+                               DciScratch* scratch) const {
+  const int d = dim_;
+  const std::vector<int32_t>& cand = scratch->candidates_;
+  auto& screen = scratch->screen_;
+  auto& lower = scratch->lower_;
+  // 1/2 from the code's rounding; the rest bounds the fp32 rounding of both dot products
+  // (each term is at most |q_i| * 127 * scale, n terms, twice the unit roundoff each).
+  const float err_factor = 0.5f + 4.0f * static_cast<float>(d) * 127.0f * 6e-8f;
   constexpr size_t kAhead = 8;  // candidates prefetched ahead of the one being scored
   auto prefetch = [&](int32_t id) {
     const char* row = reinterpret_cast<const char*>(&codes_[static_cast<size_t>(id) * d]);
     for (int off = 0; off < d; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
   };
+  // Screen the round's new candidates by their int8 codes: each gets a bracket
+  // [approx - err, approx + err] around its exact score. The k-th largest lower end seen so
+  // far, T, is a lower bound of the final k-th best exact score.
+  for (size_t c = from; c < std::min(cand.size(), from + kAhead); ++c) prefetch(cand[c]);
+  for (size_t c = from; c < cand.size(); ++c) {
+    if (c + kAhead < cand.size()) prefetch(cand[c + kAhead]);
+    const int32_t id = cand[c];
+    const float scale = code_scales_[id];
+    const float approx = scale * DotInt8(q, &codes_[static_cast<size_t>(id) * d], d);
+    const float err = err_factor * scale * q_l1 + 1e-30f;
+    screen.push_back({approx + err, id});
+    const float low = approx - err;
+    if (static_cast<int>(lower.size()) < k) {
+      lower.push_back(low);
+      std::push_heap(lower.begin(), lower.end(), std::greater<float>());
+    } else if (low > lower.front()) {
+      std::pop_heap(lower.begin(), lower.end(), std::greater<float>());
+      lower.back() = low;
+      std::push_heap(lower.begin(), lower.end(), std::greater<float>());
+    }
+  }
+  return cand.size();
+}
+
+void DciIndex::AdmitByWalk(const float* q, float qnorm, int64_t limit, int64_t first, int k,
+                           int64_t max_admitted, int64_t max_visits, DciScratch* scratch) const {
+  const int d = dim_;
+  const int m = options_.num_simple, num_composite = options_.num_composite;
+  const int lists = num_lists();
+  if (scratch->counts_.size() != static_cast<size_t>(num_composite) * capacity_) {
+    scratch->counts_.assign(static_cast<size_t>(num_composite) * capacity_, 0);
+  }
+  std::vector<int32_t>& cand = scratch->candidates_;
   // Screening: the int8 code gives q . k within err = scale * |q|_1 / 2 (each k_i is within
   // scale / 2 of scale * code_i), plus a little for fp32 rounding. Candidates that provably
   // cannot enter the top-k are dropped (see below) and the rest are scored exactly from the key
@@ -417,207 +488,134 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
   // the dominant cost of the search).
   float q_l1 = 0.0f;
   for (int i = 0; i < d; ++i) q_l1 += std::abs(q[i]);
-  // 1/2 from the code's rounding; the rest bounds the fp32 rounding of both dot products
-  // (each term is at most |q_i| * 127 * scale, n terms, twice the unit roundoff each).
-  const float err_factor = 0.5f + 4.0f * static_cast<float>(d) * 127.0f * 6e-8f;
   auto& screen = scratch->screen_;  // (upper end, id) of every screened candidate
   auto& lower = scratch->lower_;    // min-heap of the k largest lower ends (front: T)
   screen.clear();
   lower.clear();
-  // Screens the candidates admitted since the last call (cand[scored ..]).
-  size_t scored = 0;
-  auto screen_new = [&]() {
-    // Screen the round's new candidates by their int8 codes: each gets a bracket
-    // [approx - err, approx + err] around its exact score. The k-th largest lower end seen so
-    // far, T, is a lower bound of the final k-th best exact score.
-    for (size_t c = scored; c < std::min(cand.size(), scored + kAhead); ++c) prefetch(cand[c]);
-    for (size_t c = scored; c < cand.size(); ++c) {
-      if (c + kAhead < cand.size()) prefetch(cand[c + kAhead]);
-      const int32_t id = cand[c];
-      const float scale = code_scales_[id];
-      const float approx = scale * DotInt8(q, &codes_[static_cast<size_t>(id) * d], d);
-      const float err = err_factor * scale * q_l1 + 1e-30f;
-      screen.push_back({approx + err, id});
-      const float low = approx - err;
-      if (static_cast<int>(lower.size()) < k) {
-        lower.push_back(low);
-        std::push_heap(lower.begin(), lower.end(), std::greater<float>());
-      } else if (low > lower.front()) {
-        std::pop_heap(lower.begin(), lower.end(), std::greater<float>());
-        lower.back() = low;
-        std::push_heap(lower.begin(), lower.end(), std::greater<float>());
-      }
-    }
-    scored = cand.size();
-  };
+  size_t scored = 0;  // candidates screened so far
 
   auto& walk = scratch->walk_;
   walk.clear();
   std::vector<int>& band_ids = scratch->band_ids_;
   band_ids.clear();
-  if (options_.search == DciSearch::kScan) {
-    AdmitByScan(limit, first, k, max_admitted, scratch);
-    // Not screened: the scan's few candidates (a few k, in increasing id order) cost less to
-    // score exactly, four rows per pass, than to screen one code at a time.
-    for (const int32_t id : cand) screen.push_back({kInf, id});
-  } else {
-    // Walk state of every (non-empty band, list): the query's projection and the visited window
-    // (lo, hi) exclusive: entries lo + 1 .. hi - 1 have been visited, lo and hi come next.
-    float radius = kInf;
-    int64_t largest = 0;
-    for (const Band& band : bands_) largest = std::max(largest, band.size);
-    for (int b = 0; b < static_cast<int>(bands_.size()); ++b) {
-      const Band& band = bands_[b];
-      const int64_t n = band.size;
-      if (n == 0) continue;
-      if (n <= k) {
-        // A band of at most k keys is taken whole: the one walk over all bands stops when the
-        // large bands have filled the budget, and would otherwise miss an outlier that sits alone
-        // in its band (often the key that matters most, e.g. an attention sink of large norm).
-        const Entry* a = band.lists[0].data() + 1;
-        for (int64_t i = 0; i < n; ++i) {
-          if (a[i].id < limit && a[i].id >= first) cand.push_back(a[i].id);
-        }
-        continue;
+  // Walk state of every (non-empty band, list): the query's projection and the visited window
+  // (lo, hi) exclusive: entries lo + 1 .. hi - 1 have been visited, lo and hi come next.
+  float radius = kInf;
+  int64_t largest = 0;
+  for (const Band& band : bands_) largest = std::max(largest, band.size);
+  for (int b = 0; b < static_cast<int>(bands_.size()); ++b) {
+    const Band& band = bands_[b];
+    const int64_t n = band.size;
+    if (n == 0) continue;
+    if (n <= k) {
+      // A band of at most k keys is taken whole: the one walk over all bands stops when the
+      // large bands have filled the budget, and would otherwise miss an outlier that sits alone
+      // in its band (often the key that matters most, e.g. an attention sink of large norm).
+      const Entry* a = band.lists[0].data() + 1;
+      for (int64_t i = 0; i < n; ++i) {
+        if (a[i].id < limit && a[i].id >= first) cand.push_back(a[i].id);
       }
-      band_ids.push_back(b);
-      // Starting radius: the reach of max(k / 2, n / 32) entries on each side of the query in the
-      // tightest list of the largest band (measured: a few rounds below the final radius; the
-      // rounds grow it geometrically, and small bands would give a radius far too small).
-      const int64_t probe =
-          n == largest
-              ? std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(k / 2 + 1, n / 32), n / 2))
-              : 0;
-      for (int list = 0; list < lists; ++list) {
-        const float* u = &directions_[static_cast<size_t>(list) * (d + 1)];
-        // Projection of T_Q,b(q) = [r q / |q|, sqrt(1 - r^2)].
-        const float qp = scratch->qdir_[list] * band.query_radius + u[d] * band.query_height;
-        const Entry* a = band.lists[list].data() + 1;  // a[-1], a[n]: sentinels
-        const int64_t pos =
-            std::lower_bound(a, a + n, qp, [](const Entry& e, float v) { return e.proj < v; }) - a;
-        walk.push_back({a, qp, pos - 1, pos});
-        if (probe == 0) continue;
-        const int64_t l_at = std::max<int64_t>(-1, pos - probe);
-        const int64_t r_at = std::min(n, pos + probe - 1);
-        radius = std::min(radius, std::min(qp - a[l_at].proj, a[r_at].proj - qp));
-      }
+      continue;
     }
-    if (!(radius < kInf)) radius = 0.0f;  // tiny bands: the rounds grow it until exhausted
-    radius = std::max(radius, 1e-6f);
+    band_ids.push_back(b);
+    // Starting radius: the reach of max(k / 2, n / 32) entries on each side of the query in the
+    // tightest list of the largest band (measured: a few rounds below the final radius; the
+    // rounds grow it geometrically, and small bands would give a radius far too small).
+    const int64_t probe =
+        n == largest
+            ? std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(k / 2 + 1, n / 32), n / 2))
+            : 0;
+    for (int list = 0; list < lists; ++list) {
+      const float* u = &directions_[static_cast<size_t>(list) * (d + 1)];
+      // Projection of T_Q,b(q) = [r q / |q|, sqrt(1 - r^2)].
+      const float qp = scratch->qdir_[list] * band.query_radius + u[d] * band.query_height;
+      const Entry* a = band.lists[list].data() + 1;  // a[-1], a[n]: sentinels
+      const int64_t pos =
+          std::lower_bound(a, a + n, qp, [](const Entry& e, float v) { return e.proj < v; }) - a;
+      walk.push_back({a, qp, pos - 1, pos});
+      if (probe == 0) continue;
+      const int64_t l_at = std::max<int64_t>(-1, pos - probe);
+      const int64_t r_at = std::min(n, pos + probe - 1);
+      radius = std::min(radius, std::min(qp - a[l_at].proj, a[r_at].proj - qp));
+    }
+  }
+  if (!(radius < kInf)) radius = 0.0f;  // tiny bands: the rounds grow it until exhausted
+  radius = std::max(radius, 1e-6f);
 
-    // The walk, in rounds of growing radius r over every band at once: all entries within r of the
-    // query's projection are visited, in every list, before any entry beyond r. A key is admitted
-    // (becomes a candidate) when its largest projection gap over the m lists of a composite index
-    // is <= r: the admission order of Prioritized DCI's priority queue (which visits entries in
-    // increasing gap across the m lists), up to the order inside one round. A round is a
-    // branch-light sequential scan, where a per-entry priority queue pays a mispredicted branch per
-    // visit; and one walk over all bands spends the budget where the query's neighbours are,
-    // instead of a fixed share per band. After each round the new candidates are screened, and
-    // bands that cannot reach the top-k (|q| * upper norm below the bound T) are dropped.
-    const int64_t max_visits = int64_t{std::max(1, opts.max_visits)} * num_composite;
-    int64_t admitted = 0, visits = 0;
-    int active = static_cast<int>(band_ids.size());  // bands [0, active) of band_ids still walked
-    for (;;) {
-      bool exhausted = true;
-      for (int bi = 0; bi < active; ++bi) {
-        const int64_t n = bands_[band_ids[bi]].size;
-        for (int l = 0; l < num_composite; ++l) {
-          uint8_t* counts = scratch->counts_.data() + static_cast<size_t>(l) * capacity_;
-          auto admit = [&](int32_t id) {
-            // Already a candidate through another composite index (the composite indices walk in
-            // the same rounds, so any of them may have admitted it first).
-            bool seen = false;
-            for (int e = 0; e < num_composite; ++e) {
-              seen |= e != l && scratch->counts_[static_cast<size_t>(e) * capacity_ + id] == m;
-            }
-            if (!seen) cand.push_back(id);
-            ++admitted;
-          };
-          for (int s = 0; s < m; ++s) {
-            DciScratch::Walk& w = walk[static_cast<size_t>(bi) * lists + l * m + s];
-            const Entry* a = static_cast<const Entry*>(w.entries);
-            const float qp = w.qp;
-            // The sentinels' +-inf projections end each scan without a bounds check.
-            // Hidden keys (causal: future ones) are skipped and not counted as visits, so the
-            // budget buys the same number of visible entries whatever the block structure.
-            int64_t i = w.lo, hidden = 0;
-            for (; qp - a[i].proj <= radius; --i) {
-              const int32_t id = a[i].id;
-              if (id >= limit) {
-                ++hidden;
-                continue;
-              }
-              if (++counts[id] == m && id >= first) admit(id);
-            }
-            visits += w.lo - i;
-            w.lo = i;
-            i = w.hi;
-            for (; a[i].proj - qp <= radius; ++i) {
-              const int32_t id = a[i].id;
-              if (id >= limit) {
-                ++hidden;
-                continue;
-              }
-              if (++counts[id] == m && id >= first) admit(id);
-            }
-            visits += i - w.hi - hidden;
-            w.hi = i;
-            exhausted &= w.lo < 0 && w.hi >= n;
+  // The walk, in rounds of growing radius r over every band at once: all entries within r of the
+  // query's projection are visited, in every list, before any entry beyond r. A key is admitted
+  // (becomes a candidate) when its largest projection gap over the m lists of a composite index
+  // is <= r: the admission order of Prioritized DCI's priority queue (which visits entries in
+  // increasing gap across the m lists), up to the order inside one round. A round is a
+  // branch-light sequential scan, where a per-entry priority queue pays a mispredicted branch per
+  // visit; and one walk over all bands spends the budget where the query's neighbours are,
+  // instead of a fixed share per band. After each round the new candidates are screened, and
+  // bands that cannot reach the top-k (|q| * upper norm below the bound T) are dropped.
+  int64_t admitted = 0, visits = 0;
+  int active = static_cast<int>(band_ids.size());  // bands [0, active) of band_ids still walked
+  for (;;) {
+    bool exhausted = true;
+    for (int bi = 0; bi < active; ++bi) {
+      const int64_t n = bands_[band_ids[bi]].size;
+      for (int l = 0; l < num_composite; ++l) {
+        uint8_t* counts = scratch->counts_.data() + static_cast<size_t>(l) * capacity_;
+        auto admit = [&](int32_t id) {
+          // Already a candidate through another composite index (the composite indices walk in
+          // the same rounds, so any of them may have admitted it first).
+          bool seen = false;
+          for (int e = 0; e < num_composite; ++e) {
+            seen |= e != l && scratch->counts_[static_cast<size_t>(e) * capacity_ + id] == m;
           }
+          if (!seen) cand.push_back(id);
+          ++admitted;
+        };
+        for (int s = 0; s < m; ++s) {
+          DciScratch::Walk& w = walk[static_cast<size_t>(bi) * lists + l * m + s];
+          const Entry* a = static_cast<const Entry*>(w.entries);
+          const float qp = w.qp;
+          // The sentinels' +-inf projections end each scan without a bounds check.
+          // Hidden keys (causal: future ones) are skipped and not counted as visits, so the
+          // budget buys the same number of visible entries whatever the block structure.
+          int64_t i = w.lo, hidden = 0;
+          for (; qp - a[i].proj <= radius; --i) {
+            const int32_t id = a[i].id;
+            if (id >= limit) {
+              ++hidden;
+              continue;
+            }
+            if (++counts[id] == m && id >= first) admit(id);
+          }
+          visits += w.lo - i;
+          w.lo = i;
+          i = w.hi;
+          for (; a[i].proj - qp <= radius; ++i) {
+            const int32_t id = a[i].id;
+            if (id >= limit) {
+              ++hidden;
+              continue;
+            }
+            if (++counts[id] == m && id >= first) admit(id);
+          }
+          visits += i - w.hi - hidden;
+          w.hi = i;
+          exhausted &= w.lo < 0 && w.hi >= n;
         }
       }
-      screen_new();
-      if (exhausted || admitted >= max_admitted || visits >= max_visits) break;
-      // Every key of a band and of the bands after it (smaller norms) scores at most
-      // |q| * upper_norm: once that is below T, none of them can enter the top-k.
-      if (static_cast<int>(lower.size()) == k) {
-        while (active > 0 && qnorm * bands_[band_ids[active - 1]].upper_norm < lower.front()) {
-          --active;
-        }
-        if (active == 0) break;
+    }
+    scored = ScreenByCodes(q, q_l1, k, scored, scratch);
+    if (exhausted || admitted >= max_admitted || visits >= max_visits) break;
+    // Every key of a band and of the bands after it (smaller norms) scores at most
+    // |q| * upper_norm: once that is below T, none of them can enter the top-k.
+    if (static_cast<int>(lower.size()) == k) {
+      while (active > 0 && qnorm * bands_[band_ids[active - 1]].upper_norm < lower.front()) {
+        --active;
       }
-      // Grow faster while few candidates have come (the radius is still far below the
-      // neighbours' distance), then in finer steps so the budget is not overshot by much.
-      radius *= admitted * 8 < max_admitted ? 1.5f : 1.2f;
+      if (active == 0) break;
     }
+    // Grow faster while few candidates have come (the radius is still far below the
+    // neighbours' distance), then in finer steps so the budget is not overshot by much.
+    radius *= admitted * 8 < max_admitted ? 1.5f : 1.2f;
   }
-
-  // Exact scores for the candidates whose upper end reaches T (a candidate below it scores less
-  // than k others for sure), their key rows prefetched a few ahead. The answer is the same as
-  // scoring every candidate exactly.
-  const float threshold = static_cast<int>(lower.size()) == k ? lower.front() : -kInf;
-  size_t kept = 0;
-  for (const auto& item : screen) {
-    if (!(item.first < threshold)) screen[kept++] = item;
-  }
-  // Scored in place, four rows per pass (one read of q per four rows), key rows prefetched a
-  // few ahead; then the k best are selected and sorted by their rank keys (a strict order: ties
-  // go to the smaller id, so the result does not depend on the candidates' order).
-  const int64_t row_bytes = static_cast<int64_t>(d) * static_cast<int64_t>(sizeof(float));
-  auto prefetch_row = [&](int32_t id) {
-    const char* row = reinterpret_cast<const char*>(keys_ + id * stride_);
-    for (int64_t off = 0; off < row_bytes; off += 64) _mm_prefetch(row + off, _MM_HINT_T0);
-  };
-  constexpr size_t kRowsAhead = 8;
-  for (size_t c = 0; c < std::min(kept, kRowsAhead); ++c) prefetch_row(screen[c].second);
-  for (size_t c = 0; c < kept; c += 4) {
-    for (size_t p = c + kRowsAhead; p < std::min(kept, c + kRowsAhead + 4); ++p) {
-      prefetch_row(screen[p].second);
-    }
-    // A last pass of fewer than four rows repeats its last row, so every score comes from the
-    // same arithmetic whatever the candidate's place in the list.
-    const float* rows[4];
-    for (size_t r = 0; r < 4; ++r) {
-      rows[r] = keys_ + screen[std::min(c + r, kept - 1)].second * stride_;
-    }
-    float four[4];
-    Dot4(q, rows[0], rows[1], rows[2], rows[3], d, four);
-    for (size_t r = 0; r < 4 && c + r < kept; ++r) screen[c + r].first = four[r];
-  }
-  std::vector<uint64_t>& ranked = scratch->ranked_;
-  ranked.resize(kept);
-  for (size_t c = 0; c < kept; ++c) ranked[c] = RankKey(screen[c].first, screen[c].second);
-  const size_t found = SelectBest(ranked.data(), kept, static_cast<size_t>(k));
 
   // Clear the visit counts by walking the visited windows again (cheaper than a list of touched
   // ids: no store per first visit).
@@ -630,11 +628,13 @@ int DciIndex::Query(const float* q, int64_t limit, const DciQueryOptions& opts,
     }
   }
 
-  for (size_t i = 0; i < found; ++i) {
-    ids[i] = RankKeyId(ranked[i]);
-    scores[i] = RankKeyScore(ranked[i]);
+  // The candidates left: those whose upper end reaches T (a candidate below it scores less than
+  // k others for sure). The answer is the same as scoring every candidate exactly.
+  const float threshold = static_cast<int>(lower.size()) == k ? lower.front() : -kInf;
+  cand.clear();
+  for (const auto& item : screen) {
+    if (!(item.first < threshold)) cand.push_back(item.second);
   }
-  return static_cast<int>(found);
 }
 
 int64_t DciIndex::IndexBytes() const {

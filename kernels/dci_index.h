@@ -160,7 +160,6 @@ class DciScratch {
   std::vector<uint32_t> histogram_;  // kScan: keys per radius bucket (threshold selection)
   std::vector<int32_t> passed_;      // kScan: ids under the loose threshold
   std::vector<uint64_t> ranked_;     // rank keys (score, id) of the scored candidates
-  std::vector<std::pair<float, int32_t>> heap_;  // top-k min-heap of (score, id)
 };
 
 class DciIndex {
@@ -219,6 +218,16 @@ class DciIndex {
   };
 
   int num_lists() const { return options_.num_simple * options_.num_composite; }
+  // kWalk: appends to scratch->candidates_ the walk's admissions (see the header comment),
+  // screened by their int8 codes: on return it holds the candidates that may enter the top-k.
+  void AdmitByWalk(const float* q, float qnorm, int64_t limit, int64_t first, int k,
+                   int64_t max_admitted, int64_t max_visits, DciScratch* scratch) const;
+  // kWalk: screens candidates_[from ..] by their int8 codes into screen_ and lower_ (see
+  // AdmitByWalk); returns candidates_.size() (the next `from`).
+  size_t ScreenByCodes(const float* q, float q_l1, int k, size_t from, DciScratch* scratch) const;
+  // Moves the best min(k, ranked_.size()) of scratch->ranked_ to ids / scores, best first, and
+  // returns how many.
+  int WriteBest(int k, DciScratch* scratch, int32_t* ids, float* scores) const;
   // value in the scan table's fixed point (see scan_unit_), clamped to +-16383.
   int16_t ToScanFixed(float value) const;
   // kScan: appends to scratch->candidates_ the visible keys (ids < limit, >= first) of bands of
